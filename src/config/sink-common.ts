@@ -12,11 +12,11 @@ export const sinkCommonShape = {
   /** Requests per second (token bucket); unset = unlimited. */
   rateLimit: z.number().positive().optional(),
   /** Whole-attempt deadline; an attempt past it is abandoned and retried with the same key. */
-  timeout: duration().default(20_000 as unknown as string),
+  timeout: duration().default(20_000),
   retry: z
     .strictObject({
-      initialBackoff: duration().default(1_000 as unknown as string),
-      maxBackoff: duration().default(300_000 as unknown as string),
+      initialBackoff: duration().default(1_000),
+      maxBackoff: duration().default(300_000),
     })
     .prefault({}),
   /** Restrict the sink to these event codes; default: every code the sink can send. */
