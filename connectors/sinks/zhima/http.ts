@@ -1,0 +1,84 @@
+import { request, type Dispatcher } from 'undici';
+import type { PreparedRequest } from '../../../src/core/sink.js';
+import type { RawResponse } from './response.js';
+
+/**
+ * One POST, bounded in time and size. Network trouble comes back as a value: every failure
+ * here leaves the outcome unknown, and the same out_biz_no is simply sent again.
+ */
+
+/** The gateway's answers are a few hundred bytes; anything this large is not the gateway. */
+const MAX_BODY_BYTES = 1_048_576;
+
+export type HttpResult =
+  | { ok: true; response: RawResponse; traceId?: string }
+  | { ok: false; code: 'TIMEOUT' | 'ABORTED' | 'CONNECT_ERROR' | 'CONNECTION_RESET' | 'NETWORK_ERROR' | 'BAD_RESPONSE'; message: string };
+
+class BodyTooLarge extends Error {}
+
+async function readBody(body: Dispatcher.ResponseData['body']): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) {
+      body.destroy();
+      throw new BodyTooLarge();
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+function errorCode(err: unknown): string | undefined {
+  const e = err as { code?: unknown; cause?: { code?: unknown } };
+  const code = typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : undefined;
+  return code;
+}
+
+function networkFailure(err: unknown, timedOut: boolean, aborted: boolean): HttpResult {
+  const code = errorCode(err);
+  const detail = `${code ?? (err as Error)?.name ?? 'Error'}`;
+  if (timedOut || (code !== undefined && TIMEOUT_CODES.has(code))) return { ok: false, code: 'TIMEOUT', message: `no complete answer within the attempt timeout (${detail})` };
+  if (aborted) return { ok: false, code: 'ABORTED', message: 'attempt abandoned by the dispatcher' };
+  if (err instanceof BodyTooLarge) return { ok: false, code: 'BAD_RESPONSE', message: `response body over ${MAX_BODY_BYTES} bytes` };
+  if (code !== undefined && CONNECT_CODES.has(code)) return { ok: false, code: 'CONNECT_ERROR', message: `cannot connect to the gateway (${detail})` };
+  if (code !== undefined && RESET_CODES.has(code)) return { ok: false, code: 'CONNECTION_RESET', message: `connection closed before the answer (${detail})` };
+  return { ok: false, code: 'NETWORK_ERROR', message: `request failed (${detail})` };
+}
+
+/** Sends `req`; gives up after `timeoutMs` or when `signal` aborts. Never rejects. */
+export async function send(
+  req: PreparedRequest,
+  options: { dispatcher: Dispatcher; timeoutMs: number; signal: AbortSignal },
+): Promise<HttpResult> {
+  const timer = new AbortController();
+  const timeout = setTimeout(() => timer.abort(new Error('attempt timeout')), options.timeoutMs);
+  const signal = AbortSignal.any([options.signal, timer.signal]);
+  try {
+    const res = await request(req.url, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      dispatcher: options.dispatcher,
+      signal,
+    });
+    const body = await readBody(res.body);
+    const retryAfter = header(res.headers, 'retry-after');
+    const traceId = header(res.headers, 'trace_id');
+    return { ok: true, response: { status: res.statusCode, body, ...(retryAfter && { retryAfter }) }, ...(traceId && { traceId }) };
+  } catch (err) {
+    return networkFailure(err, timer.signal.aborted, options.signal.aborted);
+  } finally {
+    clearTimeout(timeout);
+  }
+}

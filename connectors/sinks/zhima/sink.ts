@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { Agent, type Dispatcher } from 'undici';
+import type { BusinessEvent } from '../../../src/core/events.js';
+import type { DeliveryOutcome, PreviewOptions, PreviewResult, Sink } from '../../../src/core/sink.js';
+import type { Logger } from '../../../src/log.js';
+import type { ZhimaSinkConfig } from './config.js';
+import { send } from './http.js';
+import { loadSinkMaterial } from './material.js';
+import { attemptResult, type AttemptResult } from './outcome.js';
+import { buildBizContent } from './request.js';
+import { signAsync, signSync } from './sign.js';
+import { preparedRequest, unsignedCall } from './wire.js';
+
+export interface ZhimaSinkDeps {
+  logger: Logger;
+  /** Where `{ env: … }` secret references are looked up; defaults to process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Request clock (the signed `timestamp`). */
+  now?: () => Date;
+  /** Per-attempt alipay-request-id, 32 hex chars. */
+  nonce?: () => string;
+  /** HTTP dispatcher; by default the sink owns a keep-alive undici Agent. */
+  dispatcher?: Dispatcher;
+  /** Instance name (default "zhima"). */
+  name?: string;
+  /** Config path used in error messages (default `sinks.<name>`). */
+  configPath?: string;
+}
+
+/**
+ * After this many signature failures in a row the Alipay public key itself is the likely
+ * problem (wrong or rotated key), not one mangled answer: stop retrying event by event and
+ * let the dispatcher pause the sink. Any verified answer resets the count.
+ */
+const SIGNATURE_FAILURES_BEFORE_SINK_FAILURE = 3;
+
+const randomRequestId = (): string => randomBytes(16).toString('hex');
+
+export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): Sink {
+  const name = deps.name ?? 'zhima';
+  const material = loadSinkMaterial(config, deps.configPath ?? `sinks.${name}`, deps.env ?? process.env);
+  const log = deps.logger.child({ component: 'zhima-sink', sink: name });
+  const now = deps.now ?? (() => new Date());
+  const nonce = deps.nonce ?? randomRequestId;
+  const ownAgent = deps.dispatcher
+    ? undefined
+    : new Agent({ connections: config.concurrency, keepAliveTimeout: 30_000, connect: { timeout: Math.min(config.timeout, 10_000) } });
+  const dispatcher = deps.dispatcher ?? ownAgent!;
+  let signatureFailures = 0;
+
+  function handles(event: BusinessEvent): boolean {
+    if (event.kind !== 'TRADE') return false;
+    if (config.events && !config.events.includes(event.code)) return false;
+    return (config.states as Partial<Record<string, string>>)[event.code] !== undefined;
+  }
+
+  /** Turns repeated signature failures into a sink failure (see the constant above). */
+  function trackSignature({ outcome, verified }: AttemptResult): DeliveryOutcome {
+    if (verified) signatureFailures = 0;
+    if (outcome.status !== 'retry' || outcome.code !== 'RESPONSE_SIGNATURE_INVALID') return outcome;
+    signatureFailures += 1;
+    if (signatureFailures < SIGNATURE_FAILURES_BEFORE_SINK_FAILURE) return outcome;
+    const message = `${signatureFailures} answers in a row failed verification: ${outcome.message}`;
+    return { status: 'sink_failure', info: outcome.info, code: 'ALIPAY_PUBLIC_KEY_MISMATCH', message };
+  }
+
+  function record(event: BusinessEvent, outcome: DeliveryOutcome): void {
+    if (outcome.status === 'not_applicable') {
+      log.debug({ eventId: event.id, code: event.code, reason: outcome.reason }, 'not applicable');
+      return;
+    }
+    const { info } = outcome;
+    const fields = {
+      eventId: event.id,
+      code: event.code,
+      status: outcome.status,
+      requestId: info.requestId,
+      httpStatus: info.httpStatus,
+      remoteCode: info.remoteCode,
+      remoteSubCode: info.remoteSubCode,
+      durationMs: info.durationMs,
+      ...(outcome.status !== 'delivered' && { outcomeCode: outcome.code }),
+    };
+    if (outcome.status === 'delivered') log.debug(fields, 'delivered');
+    else if (outcome.status === 'retry') log.info(fields, 'attempt to retry');
+    else if (outcome.status === 'rejected') log.warn(fields, 'event rejected');
+    else log.error(fields, 'sink failure');
+  }
+
+  async function attempt(bizContent: string, signal: AbortSignal): Promise<AttemptResult> {
+    const requestId = nonce();
+    const started = performance.now();
+    const elapsed = (): number => performance.now() - started;
+    if (signal.aborted) {
+      const outcome = { status: 'retry', info: { requestId, durationMs: 0 }, code: 'ABORTED', message: 'attempt abandoned before sending' } as const;
+      return { outcome, verified: false };
+    }
+    // A fresh timestamp and signature on every attempt: the gateway refuses stale timestamps.
+    const call = unsignedCall(material.common, bizContent, now());
+    let sign: string;
+    try {
+      sign = await signAsync(call.canonical, material.privateKey);
+    } catch (err) {
+      const message = `signing failed: ${(err as Error).message}`;
+      return { outcome: { status: 'sink_failure', info: { requestId, durationMs: elapsed() }, code: 'SIGN_FAILED', message }, verified: false };
+    }
+    const req = preparedRequest(config.endpoint, call, sign, requestId);
+    const http = await send(req, { dispatcher, timeoutMs: config.timeout, signal });
+    return attemptResult({ requestId, durationMs: elapsed() }, http, material.verify);
+  }
+
+  async function deliver(event: BusinessEvent, signal: AbortSignal): Promise<DeliveryOutcome> {
+    if (!handles(event)) return { status: 'not_applicable', reason: `sink ${name} does not handle ${event.code}` };
+    const built = buildBizContent(config, event);
+    let outcome: DeliveryOutcome;
+    if (built.status === 'ok') outcome = trackSignature(await attempt(built.bizContent, signal));
+    else if (built.status === 'rejected') outcome = { ...built, info: { durationMs: 0 } };
+    else outcome = built;
+    record(event, outcome);
+    return outcome;
+  }
+
+  function preview(event: BusinessEvent, options: PreviewOptions): PreviewResult {
+    if (!handles(event)) return { status: 'not_applicable', reason: `sink ${name} does not handle ${event.code}` };
+    const built = buildBizContent(config, event);
+    if (built.status !== 'ok') return built;
+    const call = unsignedCall(material.common, built.bizContent, options.at);
+    const sign = signSync(call.canonical, material.privateKey);
+    return { status: 'request', request: preparedRequest(config.endpoint, call, sign, options.nonce) };
+  }
+
+  async function close(): Promise<void> {
+    await ownAgent?.close();
+  }
+
+  return { name, kind: 'zhima', handles, deliver, preview, close } satisfies Sink;
+}
