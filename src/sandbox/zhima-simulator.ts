@@ -24,7 +24,7 @@ export type { ZhimaEffect, ZhimaSimulatorStats } from './zhima-sim/ledger.js';
 export interface ZhimaSimulatorOptions extends BizRules {
   /** 0 or unset picks a free port. */
   port?: number;
-  host?: '127.0.0.1';
+  host?: string;
   appId: string;
   /** The app public key the merchant "uploaded": verifies request signatures. */
   appPublicKeyPem: string;

@@ -1,0 +1,28 @@
+import { z } from 'zod';
+import { duration, identifier, size } from '../../../src/config/units.js';
+
+export const postgresSourceSchema = z.strictObject({
+  kind: z.literal('postgres'),
+  /** Source database; defaults to `database.url`. Needs the REPLICATION attribute (or superuser). */
+  url: z.string().min(1).optional(),
+  slot: identifier().default('order_relay'),
+  publication: identifier().default('order_relay'),
+  /** Create the publication (for the configured tables) and the slot when they are missing. */
+  create: z.boolean().default(true),
+  /**
+   * Write a `pg_logical_emit_message` this often while idle, so the slot advances even when
+   * only unpublished tables (or other databases) are written. "off" disables it.
+   */
+  heartbeat: z.union([z.literal('off'), duration()]).default(30_000),
+  /** Send a standby status update at least this often. */
+  statusInterval: z.union([duration()]).default(10_000),
+  reconnect: z
+    .strictObject({ initialBackoff: duration().default(500), maxBackoff: duration().default(30_000) })
+    .prefault({}),
+  /** Changes per ledger transaction; a larger source transaction is fed in slices of this size. */
+  maxBatchChanges: z.number().int().min(1).max(100_000).default(5_000),
+  /** Bytes of decoded changes buffered before the socket is paused. */
+  maxBufferBytes: size().default(32 * 1024 * 1024),
+});
+
+export type PostgresSourceConfig = z.output<typeof postgresSourceSchema>;

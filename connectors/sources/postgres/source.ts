@@ -1,0 +1,144 @@
+import pg from 'pg';
+import type { Logger } from '../../../src/log.js';
+import type { Checkpoint, Source, SourceBatch, SourceHealth } from '../../../src/core/source.js';
+import type { PostgresSourceConfig } from './config.js';
+import { PublicationError, SlotInUseError, SlotMissingError, pgCode } from './errors.js';
+import { formatLsn, parseLsn } from './lsn.js';
+import { ReplicationSession, type StreamState } from './session.js';
+import { ensurePublicationAndSlot } from './setup.js';
+
+export interface PostgresSourceDeps {
+  logger: Logger;
+  /** Connection string of the source database. */
+  url: string;
+  /** Schema-qualified tables to publish. */
+  tables: string[];
+  /** Source id in the ledger's checkpoints; default "postgres". */
+  id?: string;
+}
+
+/**
+ * Postgres logical replication (pgoutput) as a Source. Reconnects with capped exponential
+ * backoff after drops and server restarts; a slot held by another instance makes this one
+ * a hot standby that keeps trying. Only a missing slot or publication it may not create,
+ * and errors in the pipeline itself, end `run`.
+ */
+export function createPostgresSource(config: PostgresSourceConfig, deps: PostgresSourceDeps): Source & { readonly state: StreamState } {
+  const id = deps.id ?? 'postgres';
+  const log = deps.logger.child({ component: 'source', source: id, slot: config.slot });
+  const state: StreamState = { committed: 0n, acked: 0n, connected: false };
+  const health: SourceHealth = { connected: false, reconnects: 0 };
+  let session: ReplicationSession | null = null;
+
+  async function setup(resumed: boolean): Promise<void> {
+    const client = new pg.Client({ connectionString: deps.url, application_name: 'order-relay-setup' });
+    await client.connect();
+    try {
+      const { slotCreated } = await ensurePublicationAndSlot(
+        client,
+        { slot: config.slot, publication: config.publication, tables: deps.tables, create: config.create },
+        log,
+      );
+      if (slotCreated && resumed) {
+        // The ledger has a checkpoint, so a slot existed once. Changes between the checkpoint
+        // and the new slot's start were never streamed.
+        log.error(
+          { checkpoint: formatLsn(state.committed) },
+          'replication slot was missing and has been re-created: changes committed while it was gone were not streamed; run `order-relay backfill` to recover them',
+        );
+      }
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  async function run(handle: (batch: SourceBatch) => Promise<void>, resumeFrom: Checkpoint[], signal: AbortSignal): Promise<void> {
+    const stored = resumeFrom.find((c) => c.stream === 'slot');
+    if (stored) state.committed = state.acked = parseLsn(stored.position);
+    let backoff = config.reconnect.initialBackoff;
+    let first = true;
+    while (!signal.aborted) {
+      const startedAt = Date.now();
+      let pipelineError: unknown;
+      try {
+        if (first || !health.connected) await setup(stored !== undefined);
+        first = false;
+        session = new ReplicationSession(
+          {
+            url: deps.url,
+            slot: config.slot,
+            publication: config.publication,
+            maxBatchChanges: config.maxBatchChanges,
+            maxBufferBytes: config.maxBufferBytes,
+            statusIntervalMs: config.statusInterval,
+            heartbeatMs: config.heartbeat === 'off' ? undefined : config.heartbeat,
+          },
+          state,
+          async (batch) => {
+            try {
+              await handle(batch);
+            } catch (err) {
+              pipelineError = err;
+              throw err;
+            }
+          },
+          log,
+        );
+        health.connected = true;
+        log.info({ from: formatLsn(state.committed) }, 'streaming');
+        await session.run(signal);
+        if (signal.aborted) break;
+        throw new Error('replication stream ended');
+      } catch (err) {
+        health.connected = false;
+        session = null;
+        if (pipelineError !== undefined) throw pipelineError;
+        if (signal.aborted) break;
+        const failure = classify(err, config.slot);
+        if ((failure instanceof SlotMissingError && !config.create) || failure instanceof PublicationError) throw failure;
+        health.lastError = failure.message;
+        if (failure instanceof SlotInUseError) log.warn({ err: failure.message }, 'standby: slot in use');
+        else log.warn({ err: failure.message, retryInMs: backoff }, 'replication connection lost; reconnecting');
+      }
+      if (Date.now() - startedAt > 60_000) backoff = config.reconnect.initialBackoff;
+      health.reconnects++;
+      await sleep(backoff * (0.75 + Math.random() * 0.5), signal);
+      backoff = Math.min(backoff * 2, config.reconnect.maxBackoff);
+    }
+  }
+
+  return {
+    id,
+    state,
+    run,
+    acknowledge(checkpoints: Checkpoint[]): void {
+      const cp = checkpoints.find((c) => c.stream === 'slot');
+      if (!cp) return;
+      const lsn = parseLsn(cp.position);
+      if (lsn > state.committed) state.committed = lsn;
+      session?.ack(lsn);
+    },
+    health: () => ({ ...health, connected: health.connected && state.connected }),
+  };
+}
+
+function classify(err: unknown, slot: string): Error {
+  const code = pgCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === '55006') return new SlotInUseError(slot, message);
+  if (code === '42704' && /replication slot/.test(message)) return new SlotMissingError(slot, 'it was dropped while order-relay was running');
+  return err instanceof Error ? err : new Error(message);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,140 @@
+import pg from 'pg';
+import { createPostgresSource } from '../connectors/sources/postgres/index.js';
+import { createClassifier, qualify } from './classify/classifier.js';
+import type { Config } from './config/schema.js';
+import type { Row } from './core/events.js';
+import type { Sink } from './core/sink.js';
+import type { Source } from './core/source.js';
+import { createDispatcher, type Dispatcher } from './dispatch/dispatcher.js';
+import type { DispatchHooks } from './dispatch/sink-worker.js';
+import { createLedger, type Ledger } from './ledger/ledger.js';
+import { migrate } from './ledger/migrations.js';
+import type { Logger } from './log.js';
+import { createIngest, type Ingest, type IngestResult } from './pipeline/ingest.js';
+import { createSink, sinkPolicy } from './registry.js';
+
+export interface AppDeps {
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+  /** Replaces the configured sinks (tests). */
+  sinks?: Sink[];
+  hooks?: DispatchHooks & { onIngested?(result: IngestResult): void };
+}
+
+/** A source with the ingest step that feeds its batches to the ledger. */
+export interface SourceRunner {
+  source: Source;
+  ingest: Ingest;
+}
+
+export interface App {
+  ledger: Ledger;
+  dispatcher: Dispatcher;
+  sources: readonly SourceRunner[];
+  sinks: readonly Sink[];
+  /** Streams and delivers until `signal` aborts; then drains and closes everything. */
+  run(signal: AbortSignal): Promise<void>;
+}
+
+export function ledgerUrl(config: Config): string {
+  return config.ledger.url ?? config.database.url;
+}
+
+export function sourceUrl(config: Config): string {
+  return config.source?.url ?? config.database.url;
+}
+
+export function configuredTables(config: Config): string[] {
+  return [qualify(config.orders.table), ...(config.refunds ? [qualify(config.refunds.table)] : [])];
+}
+
+export async function migrateLedger(config: Config): Promise<number[]> {
+  const client = new pg.Client({ connectionString: ledgerUrl(config), application_name: 'order-relay-migrate' });
+  await client.connect();
+  try {
+    return await migrate(client, config.ledger.schema);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Wires config into source → ingest → ledger → dispatcher → sinks. */
+export function createApp(config: Config, deps: AppDeps): App {
+  const logger = deps.logger;
+  const pool = new pg.Pool({ connectionString: ledgerUrl(config), max: config.ledger.poolSize, application_name: 'order-relay' });
+  pool.on('error', (err) => logger.warn({ component: 'ledger', err: String(err) }, 'idle ledger connection failed'));
+  const ledger = createLedger(pool, config.ledger.schema, { attemptHistory: config.dispatcher.attemptHistory });
+  const sinks =
+    deps.sinks ?? Object.entries(config.sinks).map(([name, sc]) => createSink(name, sc, { logger, ...(deps.env ? { env: deps.env } : {}) }));
+  const policies = new Map(Object.entries(config.sinks).map(([name, sc]) => [name, sinkPolicy(sc)]));
+  const defaultPolicy = { concurrency: 16, timeout: 20_000, retry: { initialBackoff: 1_000, maxBackoff: 300_000 } };
+  const dispatcher = createDispatcher({
+    ledger,
+    sinks: sinks.map((sink) => ({ sink, policy: policies.get(sink.name) ?? defaultPolicy })),
+    options: config.dispatcher,
+    logger,
+    ...(deps.hooks ? { hooks: deps.hooks } : {}),
+  });
+  const classifier = createClassifier(config);
+  const pools: pg.Pool[] = [pool];
+  const sources: SourceRunner[] = [];
+  if (config.source) {
+    const srcUrl = sourceUrl(config);
+    const source = createPostgresSource(config.source, { logger, url: srcUrl, tables: configuredTables(config) });
+    const sourcePool = new pg.Pool({ connectionString: srcUrl, max: 2, application_name: 'order-relay-lookup' });
+    sourcePool.on('error', () => {});
+    pools.push(sourcePool);
+    const fetchOrders = (orderNos: string[]) => fetchOrderRows(sourcePool, qualify(config.orders.table), config.orders.orderNo, orderNos);
+    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, fetchOrders }) });
+  }
+
+  async function runSource({ source, ingest }: SourceRunner, signal: AbortSignal): Promise<void> {
+    const checkpoints = await ledger.loadCheckpoints(source.id);
+    await source.run(
+      async (batch) => {
+        const result = await ingest(batch);
+        // Only now, with the batch committed, may the source hear about its position.
+        source.acknowledge(batch.checkpoints);
+        dispatcher.wake(Object.keys(result.deliveries));
+        deps.hooks?.onIngested?.(result);
+      },
+      checkpoints,
+      signal,
+    );
+  }
+
+  async function run(signal: AbortSignal): Promise<void> {
+    await migrateLedger(config);
+    dispatcher.start();
+    // One source failing for good stops the others: the process exits and is restarted.
+    const all = new AbortController();
+    const onAbort = () => all.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.all(
+        sources.map((s) =>
+          runSource(s, all.signal).catch((err) => {
+            all.abort();
+            throw err;
+          }),
+        ),
+      );
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      await dispatcher.stop();
+      await Promise.all(sinks.map((s) => s.close().catch(() => {})));
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  }
+
+  return { ledger, dispatcher, sources, sinks, run };
+}
+
+async function fetchOrderRows(pool: pg.Pool, table: string, column: string, orderNos: string[]): Promise<Map<string, Row>> {
+  const [schema, name] = table.split('.') as [string, string];
+  const { rows } = await pool.query<{ k: string; row: Row }>(
+    `SELECT t."${column}"::text AS k, to_jsonb(t) AS row FROM "${schema}"."${name}" t WHERE t."${column}"::text = ANY($1::text[])`,
+    [orderNos],
+  );
+  return new Map(rows.map((r) => [r.k, r.row]));
+}

@@ -1,0 +1,157 @@
+import type { BusinessEvent, JsonValue, Row, TradeCode } from '../core/events.js';
+import { eventId } from '../core/ids.js';
+import type { SourceChange } from '../core/source.js';
+import type { OrdersTableConfig, RefundsTableConfig } from '../config/schema.js';
+
+export interface ClassifierConfig {
+  project: string;
+  orders: OrdersTableConfig;
+  refunds?: RefundsTableConfig | undefined;
+}
+
+/** What the ledger knows of orders, by order number (the last row it stored). */
+export type OrderLookup = (orderNo: string) => Row | undefined;
+
+export type Classification =
+  | { kind: 'events'; events: BusinessEvent[]; orderNo?: string; orderRow?: Row }
+  | { kind: 'ignored' }
+  | { kind: 'bad'; reason: string };
+
+/**
+ * Maps one row change to business events. Pure: no I/O, no clock. The same change with the
+ * same ledger knowledge always yields the same events with the same ids.
+ *
+ * REPLICA IDENTITY DEFAULT gives no old row, so "status entered PAID" is decided from the
+ * new row plus the ledger's last row for that order: a row whose status is unchanged
+ * yields nothing, and any event that would repeat is dropped by its deterministic id.
+ */
+export function createClassifier(config: ClassifierConfig) {
+  const ordersTable = qualify(config.orders.table);
+  const refundsTable = config.refunds ? qualify(config.refunds.table) : undefined;
+
+  const tradeEvent = (code: TradeCode, orderNo: string, row: Row, occurredAt: string): BusinessEvent => ({
+    id: eventId([config.project, orderNo, code]),
+    code,
+    kind: 'TRADE',
+    orderKey: orderNo,
+    orderNo,
+    occurredAt,
+    order: row,
+  });
+
+  function classifyOrder(change: SourceChange, known: Row | undefined): Classification {
+    if (change.op === 'delete' || !change.after) return { kind: 'ignored' };
+    const cfg = config.orders;
+    const row = mergeUnknown(change.after, change.unknownColumns, known);
+    const orderNo = text(row[cfg.orderNo]);
+    if (!orderNo) return { kind: 'bad', reason: `${ordersTable}: order number column "${cfg.orderNo}" is missing or empty` };
+    const status = text(row[cfg.status]);
+    if (status === undefined) return { kind: 'bad', reason: `${ordersTable} order ${orderNo}: status column "${cfg.status}" is missing or empty` };
+    const codes = Object.hasOwn(cfg.statuses, status) ? cfg.statuses[status]! : [];
+    const previous = known ? text(known[cfg.status]) : undefined;
+    const occurredAt = timeOf(row, cfg.occurredAt, change.committedAt);
+    // Unchanged status: every event it stands for is already in the ledger.
+    const events = previous === status ? [] : codes.map((code) => tradeEvent(code, orderNo, row, occurredAt));
+    return { kind: 'events', events, orderNo, orderRow: row };
+  }
+
+  function classifyRefund(change: SourceChange, known: Row | undefined, cfg: RefundsTableConfig): Classification {
+    if (change.op === 'delete' || !change.after) return { kind: 'ignored' };
+    const refund = change.after;
+    const orderNo = text(refund[cfg.orderNo]);
+    if (!orderNo) return { kind: 'bad', reason: `${refundsTable}: order number column "${cfg.orderNo}" is missing or empty` };
+    const refundId = text(refund[cfg.refundId]);
+    if (!refundId) return { kind: 'bad', reason: `${refundsTable} order ${orderNo}: refund id column "${cfg.refundId}" is missing or empty` };
+    if (cfg.status && !cfg.successStatuses.includes(text(refund[cfg.status]) ?? '')) return { kind: 'ignored' };
+    if (!known) return { kind: 'bad', reason: `${refundsTable} refund ${refundId}: order ${orderNo} is unknown (not in the ledger nor in ${ordersTable})` };
+    const occurredAt = timeOf(refund, cfg.occurredAt, change.committedAt);
+    // A refund proves the order was paid: its TRADE_SUCCESS (deduplicated by id) goes
+    // first, so a refund is never delivered ahead of the purchase it undoes.
+    const trade = tradeEvent('TRADE_SUCCESS', orderNo, known, timeOf(known, config.orders.occurredAt, change.committedAt));
+    const refundEvent: BusinessEvent = {
+      id: eventId([config.project, orderNo, 'REFUND_SUCCESS', refundId]),
+      code: 'REFUND_SUCCESS',
+      kind: 'TRADE',
+      orderKey: orderNo,
+      orderNo,
+      refundId,
+      occurredAt,
+      order: known,
+      refund,
+    };
+    return { kind: 'events', events: [trade, refundEvent] };
+  }
+
+  function classifyVisit(change: SourceChange): Classification {
+    const visit = change.visit!;
+    return {
+      kind: 'events',
+      events: [
+        {
+          id: eventId([config.project, 'VISIT', visit.visitId, visit.page]),
+          code: visit.page,
+          kind: 'VISIT',
+          orderKey: `visit:${visit.visitId}`,
+          occurredAt: visit.visitedAt ?? change.committedAt,
+          visit,
+        },
+      ],
+    };
+  }
+
+  return {
+    ordersTable,
+    refundsTable,
+    /** The order number a change concerns, so the caller can look up what the ledger knows. */
+    orderNoOf(change: SourceChange): string | undefined {
+      const table = qualify(change.table);
+      if (table === ordersTable) return text(change.after?.[config.orders.orderNo] ?? change.before?.[config.orders.orderNo]);
+      if (table === refundsTable && config.refunds) return text(change.after?.[config.refunds.orderNo]);
+      return undefined;
+    },
+    classify(change: SourceChange, lookup: OrderLookup): Classification {
+      if (change.visit) return classifyVisit(change);
+      const table = qualify(change.table);
+      const orderNo = this.orderNoOf(change);
+      const known = orderNo ? lookup(orderNo) : undefined;
+      if (table === ordersTable) return classifyOrder(change, known);
+      if (table === refundsTable && config.refunds) return classifyRefund(change, known, config.refunds);
+      return { kind: 'ignored' };
+    },
+  };
+}
+
+export type Classifier = ReturnType<typeof createClassifier>;
+
+export function qualify(table: string): string {
+  return table.includes('.') ? table : `public.${table}`;
+}
+
+/** A value as non-empty text, or undefined for null/absent/blank. */
+export function text(value: JsonValue | undefined): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  const s = typeof value === 'string' ? value.trim() : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  return s === '' ? undefined : s;
+}
+
+/**
+ * Fills columns the source could not see (unchanged TOAST) from the ledger's last row.
+ * A column nobody knows stays absent: it is never replaced by null.
+ */
+function mergeUnknown(row: Row, unknown: string[] | undefined, known: Row | undefined): Row {
+  if (!unknown?.length) return row;
+  const merged: Row = { ...row };
+  for (const col of unknown) {
+    if (known && Object.hasOwn(known, col)) merged[col] = known[col]!;
+    else delete merged[col];
+  }
+  return merged;
+}
+
+function timeOf(row: Row, column: string | undefined, fallback: string): string {
+  if (!column) return fallback;
+  const v = text(row[column]);
+  if (!v) return fallback;
+  const ms = Date.parse(v.includes('T') || !v.includes(' ') ? v : v.replace(' ', 'T'));
+  return Number.isNaN(ms) ? fallback : new Date(ms).toISOString();
+}

@@ -1,0 +1,79 @@
+import { z } from 'zod';
+import { antchainSinkSchema } from '../../connectors/sinks/antchain/index.js';
+import { zhimaSinkSchema } from '../../connectors/sinks/zhima/index.js';
+import { postgresSourceSchema } from '../../connectors/sources/postgres/config.js';
+import { TRADE_CODES } from '../core/events.js';
+import { duration, identifier, tableName } from './units.js';
+
+const column = () => z.string().min(1).max(63);
+
+/** An order table: which column is the order number, which the status, and what each status means. */
+export const ordersTableSchema = z.strictObject({
+  table: tableName(),
+  orderNo: column(),
+  status: column(),
+  /** Column with the business time of the change; default: the source commit time. */
+  occurredAt: column().optional(),
+  /**
+   * Status value → the events a row in that status stands for, in delivery order. Event
+   * identity is (project, order, code), so listing TRADE_SUCCESS under later statuses makes
+   * sure an order first seen as USED or REFUNDED still gets its TRADE_SUCCESS, once.
+   */
+  statuses: z.record(z.string().min(1), z.array(z.enum(TRADE_CODES)).min(1)),
+});
+
+/** A refunds table: one REFUND_SUCCESS per refund row (partial refunds included). */
+export const refundsTableSchema = z.strictObject({
+  table: tableName(),
+  orderNo: column(),
+  refundId: column(),
+  /** Optional status column; with it, only rows in `successStatuses` count. */
+  status: column().optional(),
+  successStatuses: z.array(z.string().min(1)).min(1).default(['SUCCESS']),
+  occurredAt: column().optional(),
+});
+
+export const sinkSchema = z.discriminatedUnion('kind', [antchainSinkSchema, zhimaSinkSchema]);
+
+export const configSchema = z.strictObject({
+  /** Namespace of event identity; changing it changes every event id. */
+  project: z.string().min(1).max(64),
+  database: z.strictObject({ url: z.string().min(1) }),
+  ledger: z
+    .strictObject({
+      schema: identifier().default('order_relay'),
+      /** A separate database for the ledger; default: the source database. */
+      url: z.string().min(1).optional(),
+      poolSize: z.number().int().min(2).max(100).default(10),
+    })
+    .prefault({}),
+  /** Postgres logical replication of the order tables. */
+  source: postgresSourceSchema.optional(),
+  orders: ordersTableSchema,
+  refunds: refundsTableSchema.optional(),
+  sinks: z.record(identifier(), sinkSchema).refine((s) => Object.keys(s).length > 0, 'expected at least one sink'),
+  dispatcher: z
+    .strictObject({
+      /** Deliveries claimed per round trip. */
+      claimBatch: z.number().int().min(1).max(1000).default(64),
+      /** How often to look for due retries when nothing wakes the dispatcher. */
+      pollInterval: duration().default(500),
+      /** Attempts kept per delivery in the history table. */
+      attemptHistory: z.number().int().min(1).max(1000).default(20),
+      /** Grace period to finish in-flight attempts on shutdown. */
+      drainTimeout: duration().default(30_000),
+    })
+    .prefault({}),
+  admin: z
+    .strictObject({
+      listen: z.union([z.literal('off'), z.string().regex(/^[\w.:[\]-]+:\d+$/, 'expected host:port')]).default('127.0.0.1:9464'),
+    })
+    .prefault({}),
+  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
+}).refine((c) => c.source !== undefined, { message: 'expected a source: "source" (postgres)', path: ['source'] });
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type SinkConfig = z.output<typeof sinkSchema>;
+export type OrdersTableConfig = z.output<typeof ordersTableSchema>;
+export type RefundsTableConfig = z.output<typeof refundsTableSchema>;

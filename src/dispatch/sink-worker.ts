@@ -1,0 +1,242 @@
+import type { DeliveryOutcome, Sink } from '../core/sink.js';
+import type { ClaimedDelivery, Ledger, Settlement } from '../ledger/ledger.js';
+import type { Logger } from '../log.js';
+import { backoffMs, TokenBucket } from './backoff.js';
+
+export interface SinkPolicy {
+  concurrency: number;
+  rateLimit?: number | undefined;
+  timeout: number;
+  retry: { initialBackoff: number; maxBackoff: number };
+}
+
+export interface WorkerOptions {
+  claimBatch: number;
+  pollInterval: number;
+}
+
+export interface DispatchHooks {
+  /** After an outcome is recorded in the ledger. `latencyMs` is source commit → now, for delivered. */
+  onSettled?(sink: string, outcome: DeliveryOutcome, delivery: ClaimedDelivery, latencyMs: number): void;
+  onPauseChange?(sink: string, paused: boolean, reason?: string): void;
+}
+
+export interface SinkState {
+  sink: string;
+  inflight: number;
+  paused: boolean;
+  pausedReason?: string;
+  pausedSince?: string;
+}
+
+const PROBE_INITIAL_MS = 1_000;
+const PROBE_MAX_MS = 60_000;
+
+/**
+ * Delivers one sink's pending deliveries: claims due ones (FIFO per order is enforced by
+ * the claim query), runs up to `concurrency` attempts, and records outcomes in batches.
+ * A `sink_failure` pauses the sink: its deliveries stay pending, one probe goes out with
+ * growing backoff, and the first answer that is not a sink failure resumes it.
+ */
+export class SinkWorker {
+  private running = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private inflight = 0;
+  private wakeup: (() => void) | null = null;
+  private wakePending = false;
+  private readonly settleQueue: Settlement[] = [];
+  private settling: Promise<void> | null = null;
+  private readonly pending = new Map<string, { delivery: ClaimedDelivery; outcome: DeliveryOutcome }>();
+  private paused: { code: string; message: string; since: Date; probeAt: number; backoff: number } | null = null;
+  private readonly bucket: TokenBucket | undefined;
+  private readonly abort = new AbortController();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly sink: Sink,
+    private readonly policy: SinkPolicy,
+    private readonly ledger: Ledger,
+    private readonly options: WorkerOptions,
+    logger: Logger,
+    private readonly hooks: DispatchHooks = {},
+  ) {
+    this.log = logger.child({ component: 'dispatcher', sink: sink.name });
+    this.bucket = policy.rateLimit ? new TokenBucket(policy.rateLimit) : undefined;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  wake(): void {
+    this.wakePending = true;
+    this.wakeup?.();
+  }
+
+  state(): SinkState {
+    return {
+      sink: this.sink.name,
+      inflight: this.inflight,
+      paused: this.paused !== null,
+      ...(this.paused ? { pausedReason: `${this.paused.code}: ${this.paused.message}`, pausedSince: this.paused.since.toISOString() } : {}),
+    };
+  }
+
+  /** Stops claiming, lets in-flight attempts finish for up to `drainMs`, then abandons the rest (retried later). */
+  async stop(drainMs: number): Promise<void> {
+    this.running = false;
+    this.wake();
+    await this.loopDone;
+    const deadline = Date.now() + drainMs;
+    while (this.inflight > 0 && Date.now() < deadline) await this.idle(Math.min(50, deadline - Date.now()));
+    if (this.inflight > 0) {
+      this.log.warn({ inflight: this.inflight }, 'drain timeout: abandoning in-flight attempts (they will be retried with the same key)');
+      this.abort.abort();
+      while (this.inflight > 0) await this.idle(50);
+    }
+    await this.flushSettles();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      const now = Date.now();
+      if (this.paused && now < this.paused.probeAt) {
+        await this.idle(this.paused.probeAt - now);
+        continue;
+      }
+      const capacity = this.paused ? (this.inflight === 0 ? 1 : 0) : this.policy.concurrency - this.inflight;
+      if (capacity <= 0) {
+        await this.idle(this.options.pollInterval);
+        continue;
+      }
+      let claimed: ClaimedDelivery[];
+      try {
+        claimed = await this.ledger.claim(this.sink.name, Math.min(capacity, this.options.claimBatch), this.policy.timeout + 30_000);
+      } catch (err) {
+        this.log.warn({ err: String(err) }, 'claim failed; will retry');
+        await this.idle(this.options.pollInterval);
+        continue;
+      }
+      if (claimed.length === 0) {
+        await this.idle(this.options.pollInterval);
+        continue;
+      }
+      for (const delivery of claimed) {
+        const wait = this.bucket?.take() ?? 0;
+        if (wait > 0) await sleep(wait);
+        void this.attempt(delivery);
+      }
+    }
+  }
+
+  /** Waits for `ms` or a wake-up, whichever comes first. */
+  private idle(ms: number): Promise<void> {
+    if (this.wakePending) {
+      this.wakePending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const t = setTimeout(done, Math.max(0, ms));
+      const self = this;
+      function done() {
+        clearTimeout(t);
+        if (self.wakeup === done) self.wakeup = null;
+        self.wakePending = false;
+        resolve();
+      }
+      this.wakeup = done;
+    });
+  }
+
+  private async attempt(delivery: ClaimedDelivery): Promise<void> {
+    this.inflight++;
+    const started = performance.now();
+    const controller = new AbortController();
+    const onStop = () => controller.abort();
+    this.abort.signal.addEventListener('abort', onStop, { once: true });
+    const timer = setTimeout(() => controller.abort(), this.policy.timeout + 1_000);
+    let outcome: DeliveryOutcome;
+    try {
+      outcome = await this.sink.deliver(delivery.event, controller.signal);
+    } catch (err) {
+      // A sink throws only on a programmer error; keep the delivery and say so loudly.
+      this.log.error({ err: String(err), eventId: delivery.eventId }, 'sink threw; delivery will be retried');
+      outcome = { status: 'retry', code: 'SINK_ERROR', message: String(err), info: { durationMs: performance.now() - started } };
+    } finally {
+      clearTimeout(timer);
+      this.abort.signal.removeEventListener('abort', onStop);
+    }
+    this.trackPause(outcome);
+    this.pending.set(delivery.id, { delivery, outcome });
+    this.enqueueSettle(this.toSettlement(delivery, outcome));
+    this.inflight--;
+    this.wake();
+  }
+
+  private trackPause(outcome: DeliveryOutcome): void {
+    if (outcome.status === 'sink_failure') {
+      const backoff = this.paused ? Math.min(this.paused.backoff * 2, PROBE_MAX_MS) : PROBE_INITIAL_MS;
+      if (!this.paused) {
+        this.log.error({ code: outcome.code, remoteMessage: outcome.message }, 'sink paused: the sink itself is failing; deliveries stay pending, probing with backoff');
+        this.hooks.onPauseChange?.(this.sink.name, true, `${outcome.code}: ${outcome.message}`);
+      }
+      this.paused = { code: outcome.code, message: outcome.message, since: this.paused?.since ?? new Date(), probeAt: Date.now() + backoff, backoff };
+    } else if (this.paused) {
+      this.log.error({ pausedSince: this.paused.since.toISOString() }, 'sink resumed');
+      this.paused = null;
+      this.hooks.onPauseChange?.(this.sink.name, false);
+    }
+  }
+
+  private toSettlement(d: ClaimedDelivery, o: DeliveryOutcome): Settlement {
+    const base = { deliveryId: d.id, attempt: d.attempt, outcome: o.status };
+    switch (o.status) {
+      case 'delivered':
+        return { ...base, status: 'delivered', info: o.info, result: o.result, code: o.info.remoteCode };
+      case 'retry': {
+        const delay = o.afterMs ?? backoffMs(d.attempt, this.policy.retry.initialBackoff, this.policy.retry.maxBackoff);
+        return { ...base, status: 'pending', delayMs: delay, code: o.code, message: o.message, info: o.info };
+      }
+      case 'rejected':
+        return { ...base, status: 'rejected', code: o.code, message: o.message, info: o.info };
+      case 'not_applicable':
+        return { ...base, status: 'not_applicable', code: 'NOT_APPLICABLE', message: o.reason };
+      case 'sink_failure':
+        return { ...base, status: 'pending', delayMs: 0, code: o.code, message: o.message, info: o.info };
+    }
+  }
+
+  private enqueueSettle(s: Settlement): void {
+    this.settleQueue.push(s);
+    if (!this.settling) this.settling = this.flushSettles();
+  }
+
+  /** Group commit: everything that finished while the previous write ran goes in the next one. */
+  private async flushSettles(): Promise<void> {
+    while (this.settleQueue.length > 0) {
+      const batch = this.settleQueue.splice(0, 1000);
+      try {
+        await this.ledger.settle(batch);
+      } catch (err) {
+        // The ledger is unreachable: keep the outcomes and try again. If the process dies
+        // first, the leases expire and the deliveries are retried under the same key.
+        this.log.warn({ err: String(err), outcomes: batch.length }, 'recording outcomes failed; retrying');
+        this.settleQueue.unshift(...batch);
+        await sleep(500);
+        continue;
+      }
+      for (const s of batch) {
+        const p = this.pending.get(s.deliveryId);
+        this.pending.delete(s.deliveryId);
+        if (p) this.hooks.onSettled?.(this.sink.name, p.outcome, p.delivery, Date.now() - p.delivery.committedAt.getTime());
+      }
+    }
+    this.settling = null;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,244 @@
+import type pg from 'pg';
+import type { BusinessEvent, Row } from '../core/events.js';
+import type { BadInput, Checkpoint } from '../core/source.js';
+import type { AttemptInfo } from '../core/sink.js';
+
+/** An event with the sinks that take it, ready to be stored. */
+export interface EventToStore {
+  event: BusinessEvent;
+  sinks: string[];
+  position: string;
+  committedAt: string;
+}
+
+export interface AppendInput {
+  source: string;
+  events: EventToStore[];
+  orders: Array<{ orderNo: string; row: Row }>;
+  bad: BadInput[];
+  checkpoints: Checkpoint[];
+}
+
+export interface AppendResult {
+  /** Events new to the ledger (the rest were already there: same id). */
+  inserted: number;
+  /** New deliveries per sink. */
+  deliveries: Record<string, number>;
+}
+
+export interface ClaimedDelivery {
+  id: string;
+  eventId: string;
+  sink: string;
+  attempt: number;
+  event: BusinessEvent;
+  committedAt: Date;
+}
+
+/** How one attempt ended, as the ledger records it. */
+export interface Settlement {
+  deliveryId: string;
+  attempt: number;
+  /** New status: pending (retry later), delivered, rejected (parked), not_applicable. */
+  status: 'pending' | 'delivered' | 'rejected' | 'not_applicable';
+  /** For `pending`: when to try again, in ms from now. */
+  delayMs?: number;
+  outcome: string;
+  code?: string | undefined;
+  message?: string | undefined;
+  result?: Record<string, unknown> | undefined;
+  info?: AttemptInfo | undefined;
+}
+
+/**
+ * The durable record: events, deliveries, attempts, order rows, parked input and source
+ * checkpoints, in one Postgres schema. Every state change is one SQL statement, so a
+ * crash between any two calls leaves the ledger consistent.
+ */
+export function createLedger(pool: pg.Pool, schema: string, options: { attemptHistory?: number } = {}) {
+  const s = schema;
+  const history = options.attemptHistory ?? 20;
+
+  const appendSql = /* sql */ `
+    WITH ev AS (
+      INSERT INTO ${s}.events (id, code, kind, order_key, order_no, refund_id, occurred_at, committed_at, source, position, payload)
+      SELECT x.id, x.code, x.kind, x.order_key, x.order_no, x.refund_id, x.occurred_at, x.committed_at, $1, x.position, x.payload
+        FROM jsonb_to_recordset($2::jsonb) AS x(id text, code text, kind text, order_key text, order_no text,
+             refund_id text, occurred_at timestamptz, committed_at timestamptz, position text, payload jsonb)
+      ON CONFLICT (id) DO NOTHING
+      RETURNING id
+    ), dl AS (
+      INSERT INTO ${s}.deliveries (event_id, sink, order_key)
+      SELECT d.event_id, d.sink, d.order_key
+        FROM ROWS FROM (jsonb_to_recordset($3::jsonb) AS (event_id text, sink text, order_key text))
+             WITH ORDINALITY AS d(event_id, sink, order_key, ord)
+       WHERE d.event_id IN (SELECT id FROM ev)
+       ORDER BY d.ord
+      ON CONFLICT (event_id, sink) DO NOTHING
+      RETURNING sink
+    ), od AS (
+      INSERT INTO ${s}.orders (order_no, row)
+      SELECT o.order_no, o.row FROM jsonb_to_recordset($4::jsonb) AS o(order_no text, row jsonb)
+      ON CONFLICT (order_no) DO UPDATE SET row = EXCLUDED.row, updated_at = now()
+      RETURNING 1
+    ), pk AS (
+      INSERT INTO ${s}.parked_inputs (source, stream, position, reason, raw)
+      SELECT $1, p.stream, p.position, p.reason, p.raw FROM jsonb_to_recordset($5::jsonb) AS p(stream text, position text, reason text, raw text)
+      RETURNING 1
+    ), cp AS (
+      INSERT INTO ${s}.checkpoints (source, stream, position)
+      SELECT $1, c.stream, c.position FROM jsonb_to_recordset($6::jsonb) AS c(stream text, position text)
+      ON CONFLICT (source, stream) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ev)::int AS inserted,
+           (SELECT coalesce(jsonb_object_agg(sink, n), '{}'::jsonb) FROM (SELECT sink, count(*)::int AS n FROM dl GROUP BY sink) g) AS deliveries,
+           (SELECT count(*) FROM od) + (SELECT count(*) FROM pk) + (SELECT count(*) FROM cp) AS other`;
+
+  const claimSql = /* sql */ `
+    WITH c AS (
+      SELECT d.id FROM ${s}.deliveries d
+       WHERE d.sink = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+         AND (d.lease_until IS NULL OR d.lease_until < now())
+         AND NOT EXISTS (
+               SELECT 1 FROM ${s}.deliveries e
+                WHERE e.sink = d.sink AND e.order_key = d.order_key AND e.id < d.id
+                  AND e.status IN ('pending', 'rejected'))
+       ORDER BY d.next_attempt_at, d.id
+       LIMIT $2
+       FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE ${s}.deliveries u
+       SET lease_until = now() + $3::int * interval '1 millisecond', attempts = u.attempts + 1, updated_at = now()
+      FROM c, ${s}.events ev
+     WHERE u.id = c.id AND ev.id = u.event_id
+    RETURNING u.id::text AS id, u.event_id, u.sink, u.attempts AS attempt, ev.payload, ev.committed_at`;
+
+  // A settlement applies only to the claim it belongs to: if the lease ran out and another
+  // worker claimed the delivery again (attempts moved on), the stale outcome is dropped.
+  const settleSql = /* sql */ `
+    WITH x AS (
+      SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, attempt int, status text, delay_ms bigint,
+             outcome text, code text, message text, result jsonb, request_id text, http_status int,
+             remote_code text, remote_sub_code text, remote_message text, duration_ms int)
+    ), u AS (
+      UPDATE ${s}.deliveries d
+         SET status = x.status,
+             lease_until = NULL,
+             next_attempt_at = CASE WHEN x.status = 'pending' THEN now() + coalesce(x.delay_ms, 0) * interval '1 millisecond' ELSE d.next_attempt_at END,
+             last_code = x.code, last_message = x.message,
+             result = coalesce(x.result, d.result),
+             delivered_at = CASE WHEN x.status = 'delivered' THEN now() ELSE d.delivered_at END,
+             updated_at = now()
+        FROM x
+       WHERE d.id = x.id AND d.attempts = x.attempt AND d.status = 'pending'
+      RETURNING d.id
+    ), a AS (
+      INSERT INTO ${s}.attempts (delivery_id, attempt, outcome, request_id, http_status, remote_code, remote_sub_code, remote_message, duration_ms)
+      SELECT x.id, x.attempt, x.outcome, x.request_id, x.http_status, x.remote_code, x.remote_sub_code, x.remote_message, x.duration_ms
+        FROM x WHERE x.id IN (SELECT id FROM u)
+      ON CONFLICT (delivery_id, attempt) DO NOTHING
+    ), pr AS (
+      DELETE FROM ${s}.attempts t USING x WHERE t.delivery_id = x.id AND t.attempt <= x.attempt - $2::int
+    )
+    SELECT count(*)::int AS n FROM u`;
+
+  return {
+    schema,
+    pool,
+
+    async loadCheckpoints(source: string): Promise<Checkpoint[]> {
+      const { rows } = await pool.query<Checkpoint>(`SELECT stream, position FROM ${s}.checkpoints WHERE source = $1`, [source]);
+      return rows;
+    },
+
+    async loadOrders(orderNos: string[]): Promise<Map<string, Row>> {
+      const map = new Map<string, Row>();
+      if (orderNos.length === 0) return map;
+      const { rows } = await pool.query<{ order_no: string; row: Row }>(
+        `SELECT order_no, row FROM ${s}.orders WHERE order_no = ANY($1::text[])`,
+        [orderNos],
+      );
+      for (const r of rows) map.set(r.order_no, r.row);
+      return map;
+    },
+
+    /** Events, their deliveries, order rows, parked input and checkpoints: one statement, one transaction. */
+    async append(input: AppendInput): Promise<AppendResult> {
+      const events = input.events.map(({ event, position, committedAt }) => ({
+        id: event.id,
+        code: event.code,
+        kind: event.kind,
+        order_key: event.orderKey,
+        order_no: event.orderNo ?? null,
+        refund_id: event.refundId ?? null,
+        occurred_at: event.occurredAt,
+        committed_at: committedAt,
+        position,
+        payload: event,
+      }));
+      const deliveries = input.events.flatMap(({ event, sinks }) =>
+        sinks.map((sink) => ({ event_id: event.id, sink, order_key: event.orderKey })),
+      );
+      const orders = input.orders.map((o) => ({ order_no: o.orderNo, row: o.row }));
+      const { rows } = await pool.query<{ inserted: number; deliveries: Record<string, number> }>(appendSql, [
+        input.source,
+        JSON.stringify(events),
+        JSON.stringify(deliveries),
+        JSON.stringify(orders),
+        JSON.stringify(input.bad),
+        JSON.stringify(input.checkpoints),
+      ]);
+      return { inserted: rows[0]!.inserted, deliveries: rows[0]!.deliveries };
+    },
+
+    async claim(sink: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+      const { rows } = await pool.query<{ id: string; event_id: string; sink: string; attempt: number; payload: BusinessEvent; committed_at: Date }>(
+        claimSql,
+        [sink, limit, leaseMs],
+      );
+      return rows
+        .map((r) => ({ id: r.id, eventId: r.event_id, sink: r.sink, attempt: r.attempt, event: r.payload, committedAt: r.committed_at }))
+        .sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)));
+    },
+
+    /** Records outcomes; returns how many were applied (stale ones are not). */
+    async settle(settlements: Settlement[]): Promise<number> {
+      if (settlements.length === 0) return 0;
+      const rows = settlements.map((x) => ({
+        id: x.deliveryId,
+        attempt: x.attempt,
+        status: x.status,
+        delay_ms: x.delayMs ?? null,
+        outcome: x.outcome,
+        code: x.code ?? null,
+        message: x.message ?? null,
+        result: x.result ?? null,
+        request_id: x.info?.requestId ?? null,
+        http_status: x.info?.httpStatus ?? null,
+        remote_code: x.info?.remoteCode ?? null,
+        remote_sub_code: x.info?.remoteSubCode ?? null,
+        remote_message: x.info?.remoteMessage ?? null,
+        duration_ms: x.info ? Math.round(x.info.durationMs) : null,
+      }));
+      const r = await pool.query<{ n: number }>(settleSql, [JSON.stringify(rows), history]);
+      return r.rows[0]!.n;
+    },
+
+    /** Re-queues parked deliveries (same delivery, same event id, so the same idempotency key). */
+    async replay(filter: { eventIds?: string[]; sink?: string; code?: string; all?: boolean }): Promise<number> {
+      const { rowCount } = await pool.query(
+        `UPDATE ${s}.deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL, updated_at = now()
+           FROM ${s}.events e
+          WHERE e.id = d.event_id AND d.status = 'rejected'
+            AND ($1::text[] IS NULL OR d.event_id = ANY($1::text[]))
+            AND ($2::text IS NULL OR d.sink = $2)
+            AND ($3::text IS NULL OR e.code = $3)`,
+        [filter.eventIds ?? null, filter.sink ?? null, filter.code ?? null],
+      );
+      return rowCount ?? 0;
+    },
+  };
+}
+
+export type Ledger = ReturnType<typeof createLedger>;

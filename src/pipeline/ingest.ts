@@ -1,0 +1,90 @@
+import type { BusinessEvent, Row } from '../core/events.js';
+import type { Sink } from '../core/sink.js';
+import type { BadInput, SourceBatch, SourceChange } from '../core/source.js';
+import type { Classifier } from '../classify/classifier.js';
+import type { AppendResult, EventToStore, Ledger } from '../ledger/ledger.js';
+
+export interface IngestDeps {
+  sourceId: string;
+  ledger: Ledger;
+  classifier: Classifier;
+  sinks: readonly Sink[];
+  /**
+   * Reads orders the ledger has never seen straight from the source table (a refund of an
+   * order older than the connector). Optional: Kafka sources have no table to read.
+   */
+  fetchOrders?: (orderNos: string[]) => Promise<Map<string, Row>>;
+}
+
+export interface IngestResult extends AppendResult {
+  events: number;
+  bad: number;
+  codes: Record<string, number>;
+}
+
+/**
+ * Turns one source batch into ledger rows: classify every change, fan each new event out to
+ * the sinks that take it, and store events, deliveries, order rows, parked input and the
+ * checkpoint in one statement. Bad input is parked, never thrown: one bad row must not
+ * stop the stream.
+ */
+export function createIngest(deps: IngestDeps) {
+  const { classifier, ledger } = deps;
+
+  return async function ingest(batch: SourceBatch): Promise<IngestResult> {
+    const orderNos = [...new Set(batch.changes.map((c) => classifier.orderNoOf(c)).filter((n): n is string => !!n))];
+    const known = await ledger.loadOrders(orderNos);
+    if (deps.fetchOrders && classifier.refundsTable) {
+      const unknownRefundOrders = batch.changes
+        .filter((c) => c.table === classifier.refundsTable)
+        .map((c) => classifier.orderNoOf(c))
+        .filter((n): n is string => !!n && !known.has(n));
+      if (unknownRefundOrders.length) for (const [k, v] of await deps.fetchOrders([...new Set(unknownRefundOrders)])) known.set(k, v);
+    }
+
+    const events = new Map<string, EventToStore>();
+    const orders = new Map<string, Row>();
+    const bad: BadInput[] = [...batch.bad];
+    const codes: Record<string, number> = {};
+    const lookup = (orderNo: string) => orders.get(orderNo) ?? known.get(orderNo);
+
+    for (const change of batch.changes) {
+      let result;
+      try {
+        result = classifier.classify(change, lookup);
+      } catch (err) {
+        result = { kind: 'bad' as const, reason: `cannot classify: ${err instanceof Error ? err.message : String(err)}` };
+      }
+      if (result.kind === 'bad') {
+        bad.push(park(change, result.reason));
+        continue;
+      }
+      if (result.kind === 'ignored') continue;
+      if (result.orderNo && result.orderRow) orders.set(result.orderNo, result.orderRow);
+      for (const event of result.events) {
+        if (events.has(event.id)) continue;
+        events.set(event.id, { event, sinks: sinksFor(event), position: change.position, committedAt: change.committedAt });
+      }
+    }
+
+    const stored = await ledger.append({
+      source: deps.sourceId,
+      events: [...events.values()],
+      orders: [...orders].map(([orderNo, row]) => ({ orderNo, row })),
+      bad,
+      checkpoints: batch.checkpoints,
+    });
+    for (const e of events.values()) codes[e.event.code] = (codes[e.event.code] ?? 0) + 1;
+    return { ...stored, events: events.size, bad: bad.length, codes };
+  };
+
+  function sinksFor(event: BusinessEvent): string[] {
+    return deps.sinks.filter((s) => s.handles(event)).map((s) => s.name);
+  }
+}
+
+export type Ingest = ReturnType<typeof createIngest>;
+
+function park(change: SourceChange, reason: string): BadInput {
+  return { stream: change.table, position: change.position, reason, raw: JSON.stringify(change) };
+}

@@ -1,0 +1,28 @@
+import { createAntchainSink } from '../connectors/sinks/antchain/index.js';
+import { createZhimaSink } from '../connectors/sinks/zhima/index.js';
+import type { Sink } from './core/sink.js';
+import type { SinkConfig } from './config/schema.js';
+import type { SinkPolicy } from './dispatch/sink-worker.js';
+import type { Logger } from './log.js';
+
+export interface SinkDeps {
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+  now?: () => Date;
+  nonce?: () => string;
+}
+
+/** The only place that knows every sink kind. */
+export function createSink(name: string, config: SinkConfig, deps: SinkDeps): Sink {
+  const common = { ...deps, name, logger: deps.logger.child({ component: 'sink', sink: name }) };
+  switch (config.kind) {
+    case 'antchain':
+      return createAntchainSink(config, common);
+    case 'zhima':
+      return createZhimaSink(config, { ...common, configPath: `sinks.${name}` });
+  }
+}
+
+export function sinkPolicy(config: SinkConfig): SinkPolicy {
+  return { concurrency: config.concurrency, rateLimit: config.rateLimit, timeout: config.timeout, retry: config.retry };
+}
