@@ -5,6 +5,7 @@ import type { Config } from './config/schema.js';
 import type { Row } from './core/events.js';
 import type { Sink } from './core/sink.js';
 import type { Source } from './core/source.js';
+import { failpoint } from './core/failpoints.js';
 import { createDispatcher, type Dispatcher } from './dispatch/dispatcher.js';
 import type { DispatchHooks } from './dispatch/sink-worker.js';
 import { createLedger, type Ledger } from './ledger/ledger.js';
@@ -93,6 +94,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     await source.run(
       async (batch) => {
         const result = await ingest(batch);
+        failpoint(batch.checkpoints.length ? 'ingest.after-commit' : 'ingest.after-slice');
         // Only now, with the batch committed, may the source hear about its position.
         source.acknowledge(batch.checkpoints);
         dispatcher.wake(Object.keys(result.deliveries));

@@ -58,6 +58,8 @@ export const configSchema = z.strictObject({
       claimBatch: z.number().int().min(1).max(1000).default(64),
       /** How often to look for due retries when nothing wakes the dispatcher. */
       pollInterval: duration().default(500),
+      /** A claim's lease is the sink timeout plus this; a crashed instance's claims return after it. */
+      leaseMargin: duration().default(10_000),
       /** Attempts kept per delivery in the history table. */
       attemptHistory: z.number().int().min(1).max(1000).default(20),
       /** Grace period to finish in-flight attempts on shutdown. */

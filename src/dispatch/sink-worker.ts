@@ -1,3 +1,4 @@
+import { failpoint } from '../core/failpoints.js';
 import type { DeliveryOutcome, Sink } from '../core/sink.js';
 import type { ClaimedDelivery, Ledger, Settlement } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
@@ -13,6 +14,8 @@ export interface SinkPolicy {
 export interface WorkerOptions {
   claimBatch: number;
   pollInterval: number;
+  /** Lease = sink timeout + this. A crashed worker's claims come back after the lease. */
+  leaseMargin: number;
 }
 
 export interface DispatchHooks {
@@ -113,7 +116,7 @@ export class SinkWorker {
       }
       let claimed: ClaimedDelivery[];
       try {
-        claimed = await this.ledger.claim(this.sink.name, Math.min(capacity, this.options.claimBatch), this.policy.timeout + 30_000);
+        claimed = await this.ledger.claim(this.sink.name, Math.min(capacity, this.options.claimBatch), this.policy.timeout + this.options.leaseMargin);
       } catch (err) {
         this.log.warn({ err: String(err) }, 'claim failed; will retry');
         await this.idle(this.options.pollInterval);
@@ -168,6 +171,7 @@ export class SinkWorker {
       clearTimeout(timer);
       this.abort.signal.removeEventListener('abort', onStop);
     }
+    if (outcome.status === 'delivered') failpoint('dispatch.after-send');
     this.trackPause(outcome);
     this.pending.set(delivery.id, { delivery, outcome });
     this.enqueueSettle(this.toSettlement(delivery, outcome));

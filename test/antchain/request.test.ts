@@ -67,12 +67,12 @@ describe('event → business parameters', () => {
     }
   });
 
-  it('REFUND_SUCCESS reads refund columns from the refund row, else from the order row', () => {
+  it('REFUND_SUCCESS reads refund columns from the refund row; without one it is a full refund of the order', () => {
     const config = sinkConfig({ refund: { originalAmount: 'r_orig', actualAmount: 'r_paid', itemCount: 'r_qty' } });
     const fromRefund = tradeEvent('REFUND_SUCCESS', hexId(8), orderRow(), { refund: { r_orig: 50, r_paid: 40, r_qty: 1 } });
     expect(params(fromRefund, config).trade_order).toMatchObject({ original_total_amount: '50', actual_total_amount: '40', item_count: '1' });
-    const fromOrder = tradeEvent('REFUND_SUCCESS', hexId(9), orderRow({ r_orig: 60, r_paid: 30, r_qty: 2 }));
-    expect(params(fromOrder, config).trade_order).toMatchObject({ original_total_amount: '60', actual_total_amount: '30', item_count: '2' });
+    const fullRefund = tradeEvent('REFUND_SUCCESS', hexId(9), orderRow({ original_fen: 60, paid_fen: 30, qty: 3 }));
+    expect(params(fullRefund, config).trade_order).toMatchObject({ original_total_amount: '60', actual_total_amount: '30', item_count: '3' });
   });
 
   it('omits event_parent when the sharer column is null or blank', () => {

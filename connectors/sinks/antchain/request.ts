@@ -92,11 +92,13 @@ function tradeOrder(event: BusinessEvent, orderRow: Row, config: RequestConfig):
     throw new InvalidEvent(`trade_order.order_no: column "${config.order.orderNo}" is missing or null`);
   }
 
-  // REFUND_SUCCESS reads the refund columns from the refund row when there is one.
-  const useRefund = event.code === 'REFUND_SUCCESS' && config.refund !== undefined;
+  // A refund row (partial or full refund from a refunds table) carries its own amounts and
+  // item count. A REFUND_SUCCESS without one is the order's status turning REFUNDED: a full
+  // refund, reported with the order's own amounts.
+  const useRefund = event.code === 'REFUND_SUCCESS' && config.refund !== undefined && event.refund !== undefined;
   const columns = useRefund ? config.refund! : config.order;
-  const row = useRefund ? (event.refund ?? orderRow) : orderRow;
-  const rowName = useRefund && event.refund ? 'refund row' : 'order row';
+  const row = useRefund ? event.refund! : orderRow;
+  const rowName = useRefund ? 'refund row' : 'order row';
   const read = (field: string, columnName: string, parse: (v: JsonValue | undefined) => ReturnType<typeof parseCount>) => {
     const parsed = parse(row[columnName]);
     if (!parsed.ok) throw new InvalidEvent(`trade_order.${field}: column "${columnName}" in the ${rowName} ${parsed.problem}`);

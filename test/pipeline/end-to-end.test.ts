@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { eventId } from '../../src/core/ids.js';
+import { silentLogger } from '../../src/log.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { createOrderTables, startSimulators, testConfig, writeConfig, type Simulators } from '../helpers/pipeline.js';
+import { waitFor } from '../helpers/wait.js';
+
+const PROJECT = 'demo-cinema';
+const id = (order: string, code: string, refund?: string) => eventId(refund ? [PROJECT, order, code, refund] : [PROJECT, order, code]);
+
+let db: TestDatabase;
+let sims: Simulators;
+
+beforeAll(async () => {
+  db = await createTestDatabase('e2e');
+  await createOrderTables(db.pool);
+  sims = await startSimulators();
+});
+
+afterAll(async () => {
+  await sims?.close();
+  await db?.drop();
+});
+
+function order(no: string, status: string, alipay: string | null = null): string {
+  return `INSERT INTO orders (order_no, status, buyer_phone, alipay_user_id, movie_id, cinema_id, cinema_name, schedule_id, seat_ids, show_start, ticket_count, original_amount, paid_amount)
+          VALUES ('${no}', '${status}', '138001380${no.slice(-2)}', ${alipay ? `'${alipay}'` : 'NULL'}, '1303902', 7, 'Cinema', 'S1', '5-6', '2026-12-01 19:30:00', 2, 90.00, 80.00)`;
+}
+
+async function drained(schema = 'order_relay'): Promise<boolean> {
+  const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${schema}.deliveries WHERE status = 'pending'`);
+  return rows[0].n === 0;
+}
+
+describe('Postgres → ledger → both gateways', () => {
+  it('turns inserts, transitions, partial refunds and flapping into exactly the expected effects', async () => {
+    const { config } = writeConfig(testConfig(db.url, sims), sims.env);
+    const app = createApp(config, { logger: process.env.E2E_DEBUG ? (await import('../../src/log.js')).createLogger({ level: 'debug' }) : silentLogger(), env: { ...process.env, ...sims.env } });
+    const stop = new AbortController();
+    const running = app.run(stop.signal);
+    await waitFor(async () => (await db.pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [config.source!.slot])).rowCount, 'slot');
+
+    await db.pool.query(order('A01', 'CREATED', '2088000000000001'));
+    await db.pool.query(`UPDATE orders SET status = 'PAID' WHERE order_no = 'A01'`);
+    await db.pool.query(order('B02', 'PAID'));
+    await db.pool.query(`UPDATE orders SET status = 'USED' WHERE order_no = 'B02'`);
+    await db.pool.query(`BEGIN; ${order('C03', 'PAID', '2088000000000003')}; INSERT INTO refunds VALUES ('R1', 'C03', 'SUCCESS', 40.00, 1); INSERT INTO refunds VALUES ('R2', 'C03', 'PENDING', 40.00, 1); COMMIT`);
+    await db.pool.query(`UPDATE refunds SET status = 'SUCCESS' WHERE refund_id = 'R2'`);
+    // Flapping: PAID → CREATED → PAID must not yield a second TRADE_SUCCESS.
+    await db.pool.query(order('D04', 'PAID'));
+    await db.pool.query(`UPDATE orders SET status = 'CREATED' WHERE order_no = 'D04'`);
+    await db.pool.query(`UPDATE orders SET status = 'PAID', notes = 'x' WHERE order_no = 'D04'`);
+    // First seen already refunded: its TRADE_SUCCESS is still sent first.
+    await db.pool.query(order('E05', 'REFUNDED', '2088000000000005'));
+    // A status without rules and a non-business update: nothing.
+    await db.pool.query(order('F06', 'CREATED'));
+    await db.pool.query(`UPDATE orders SET notes = 'seat change' WHERE order_no = 'A01'`);
+
+    const withAlipay = [
+      id('A01', 'TRADE_SUCCESS'),
+      id('C03', 'TRADE_SUCCESS'), id('C03', 'REFUND_SUCCESS', 'R1'), id('C03', 'REFUND_SUCCESS', 'R2'),
+      id('E05', 'TRADE_SUCCESS'), id('E05', 'REFUND_SUCCESS'),
+    ].sort();
+    const expected = [...withAlipay, id('B02', 'TRADE_SUCCESS'), id('B02', 'TRADE_CONFIRM'), id('D04', 'TRADE_SUCCESS')].sort();
+
+    if (process.env.E2E_DEBUG) setTimeout(async () => { console.log(JSON.stringify(sims.antchain.stats()).slice(0, 1500)); console.log((await db.pool.query('SELECT sink, status, attempts, last_code, last_message FROM order_relay.deliveries')).rows, (await db.pool.query('SELECT * FROM order_relay.parked_inputs')).rows, (await db.pool.query('SELECT count(*) FROM order_relay.events')).rows); }, 8000);
+    await waitFor(() => sims.antchain.stats().effects >= expected.length && sims.zhima.stats().effects >= withAlipay.length, 'effects at both gateways');
+    await waitFor(() => drained(), 'no pending deliveries');
+
+    const { rows: events } = await db.pool.query<{ id: string }>('SELECT id FROM order_relay.events ORDER BY id');
+    expect(events.map((e) => e.id)).toEqual(expected);
+    expect([...sims.antchain.stats().effectKeys].sort()).toEqual(expected);
+    expect([...sims.zhima.stats().effectKeys].sort()).toEqual(withAlipay);
+    expect(sims.antchain.stats().violations).toEqual([]);
+    const { rows: statuses } = await db.pool.query<{ sink: string; status: string; n: number }>(
+      `SELECT sink, status, count(*)::int AS n FROM order_relay.deliveries GROUP BY 1, 2 ORDER BY 1, 2`,
+    );
+    expect(statuses).toEqual([
+      { sink: 'antchain', status: 'delivered', n: 9 },
+      { sink: 'zhima', status: 'delivered', n: 6 },
+      { sink: 'zhima', status: 'not_applicable', n: 3 },
+    ]);
+    // The slot never runs ahead of the ledger.
+    const { rows: pos } = await db.pool.query(
+      `SELECT s.confirmed_flush_lsn <= c.position::pg_lsn + 1 AS ok FROM pg_replication_slots s, order_relay.checkpoints c WHERE s.slot_name = $1`,
+      [config.source!.slot],
+    );
+    expect(pos[0].ok).toBe(true);
+
+    stop.abort();
+    await running;
+  });
+});
