@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { failpoint } from '../core/failpoints.js';
 import type { DeliveryOutcome, Sink } from '../core/sink.js';
 import type { ClaimedDelivery, Ledger, Settlement } from '../ledger/ledger.js';
@@ -65,6 +66,8 @@ export class SinkWorker {
   ) {
     this.log = logger.child({ component: 'dispatcher', sink: sink.name });
     this.bucket = policy.rateLimit ? new TokenBucket(policy.rateLimit) : undefined;
+    // Every in-flight attempt listens for shutdown: up to `concurrency` listeners, each removed.
+    setMaxListeners(0, this.abort.signal);
   }
 
   start(): void {

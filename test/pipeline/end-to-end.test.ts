@@ -91,4 +91,57 @@ describe('Postgres → ledger → both gateways', () => {
     stop.abort();
     await running;
   });
+
+  it('gives exactly one effect per event under 5xx, business retries, hangs, drops after commit and bad signatures', async () => {
+    const faulty = await startSimulators();
+    faulty.antchain.setFaults({ http5xxRate: 0.15, needRetryRate: 0.1, failedNeedRetryRate: 0.1, hangRate: 0.05, dropAfterCommitRate: 0.15, latencyMs: 2, jitterMs: 5 });
+    faulty.zhima.setFaults({ http5xxRate: 0.15, code20000Rate: 0.1, hangRate: 0.05, dropAfterCommitRate: 0.15, corruptSignatureRate: 0.1 });
+    const raw = testConfig(db.url, faulty, {
+      ledger: { schema: 'ledger_faults' },
+      sinks: { antchain: { timeout: '300ms' }, zhima: { timeout: '300ms' } },
+      dispatcher: { leaseMargin: '200ms' },
+    });
+    const { config } = writeConfig(raw, faulty.env);
+    const app = createApp(config, { logger: silentLogger(), env: { ...process.env, ...faulty.env } });
+    const stop = new AbortController();
+    const running = app.run(stop.signal);
+    await waitFor(async () => (await db.pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [config.source!.slot])).rowCount, 'slot');
+
+    const expectedAntchain: string[] = [];
+    const expectedZhima: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const no = `F${String(i).padStart(3, '0')}`;
+      await db.pool.query(order(no, 'PAID', `20880000000${String(i).padStart(5, '0')}`));
+      const ids = [id(no, 'TRADE_SUCCESS')];
+      if (i % 3 === 0) {
+        await db.pool.query(`UPDATE orders SET status = 'USED' WHERE order_no = '${no}'`);
+        ids.push(id(no, 'TRADE_CONFIRM'));
+      } else if (i % 3 === 1) {
+        await db.pool.query(`INSERT INTO refunds VALUES ('${no}-r', '${no}', 'SUCCESS', 10.00, 1)`);
+        ids.push(id(no, 'REFUND_SUCCESS', `${no}-r`));
+      }
+      expectedAntchain.push(...ids);
+      expectedZhima.push(...ids);
+    }
+
+    await waitFor(async () => (await drained('ledger_faults')) && faulty.antchain.stats().effects >= expectedAntchain.length, 'all deliveries settled', 60_000);
+    const a = faulty.antchain.stats();
+    const z = faulty.zhima.stats();
+    expect([...a.effectKeys].sort()).toEqual(expectedAntchain.sort());
+    expect([...z.effectKeys].sort()).toEqual(expectedZhima.sort());
+    expect(a.violations).toEqual([]);
+    // The faults really happened, and ambiguous ones came back as duplicates, not effects.
+    expect(a.faultsInjected.dropAfterCommit + z.faultsInjected.dropAfterCommit).toBeGreaterThan(0);
+    expect(a.duplicates + z.duplicates).toBeGreaterThan(0);
+    const { rows } = await db.pool.query(`SELECT status, count(*)::int AS n FROM ledger_faults.deliveries GROUP BY 1`);
+    expect(rows).toEqual([{ status: 'delivered', n: expectedAntchain.length + expectedZhima.length }]);
+    // Every attempt is on record with its per-request id.
+    const { rows: att } = await db.pool.query(`SELECT count(*)::int AS n, count(request_id)::int AS with_id FROM ledger_faults.attempts`);
+    expect(att[0].n).toBeGreaterThan(expectedAntchain.length + expectedZhima.length);
+    expect(att[0].with_id).toBe(att[0].n);
+
+    stop.abort();
+    await running;
+    await faulty.close();
+  });
 });
