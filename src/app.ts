@@ -94,7 +94,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     await source.run(
       async (batch) => {
         const result = await ingest(batch);
-        failpoint(batch.checkpoints.length ? 'ingest.after-commit' : 'ingest.after-slice');
+        if (batch.changes.length > 0) failpoint(batch.checkpoints.length ? 'ingest.after-commit' : 'ingest.after-slice');
         // Only now, with the batch committed, may the source hear about its position.
         source.acknowledge(batch.checkpoints);
         dispatcher.wake(Object.keys(result.deliveries));

@@ -14,17 +14,19 @@ program
   .description('stream changes, store events in the ledger and deliver them until SIGTERM')
   .requiredOption('-c, --config <file>', 'YAML config')
   .action(async (opts: { config: string }) => {
-    const config = loadConfig(opts.config);
-    const logger = createLogger({ level: config.log.level });
+    // Signals first: a SIGTERM during start-up must still end in a clean stop.
     const controller = new AbortController();
     let signals = 0;
+    let logger: ReturnType<typeof createLogger> | undefined;
     const onSignal = (sig: string) => {
       if (++signals > 1) process.exit(130);
-      logger.info({ signal: sig }, 'shutting down: draining in-flight deliveries');
+      logger?.info({ signal: sig }, 'shutting down: draining in-flight deliveries');
       controller.abort();
     };
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     process.on('SIGINT', () => onSignal('SIGINT'));
+    const config = loadConfig(opts.config);
+    logger = createLogger({ level: config.log.level });
     const app = createApp(config, { logger });
     await app.run(controller.signal);
     logger.info('stopped');
