@@ -1,0 +1,87 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { parseDuration, parseSize } from '../../src/config/units.js';
+import { REPO } from '../helpers/pipeline.js';
+
+const demo = readFileSync(`${REPO}config/demo.yaml`, 'utf8');
+const env = {
+  DATABASE_URL: 'postgres://u@h/db',
+  ANTCHAIN_ENDPOINT: 'http://127.0.0.1:1/gateway.do',
+  ANTCHAIN_ACCESS_KEY: 'ak',
+  ZHIMA_ENDPOINT: 'http://127.0.0.1:2/gateway.do',
+};
+
+function problems(text: string, e: Record<string, string> = env): string[] {
+  try {
+    parseConfig(text, e);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error('expected the config to be refused');
+}
+
+describe('configuration', () => {
+  it('accepts the demo config and fills defaults in real units', () => {
+    const c = parseConfig(demo, env);
+    expect(c.database.url).toBe('postgres://u@h/db');
+    expect(c.source?.heartbeat).toBe(10_000);
+    expect(c.source?.statusInterval).toBe(10_000);
+    expect(c.sinks.antchain!.timeout).toBe(5_000);
+    expect(c.dispatcher.pollInterval).toBe(200);
+    expect(c.ledger.schema).toBe('order_relay');
+    expect(Object.isFrozen(c.sinks)).toBe(true);
+  });
+
+  it('names every unset environment variable with the path that uses it', () => {
+    expect(problems(demo, {})).toEqual([
+      'database.url: environment variable DATABASE_URL is not set',
+      'sinks.antchain.endpoint: environment variable ANTCHAIN_ENDPOINT is not set',
+      'sinks.antchain.accessKey: environment variable ANTCHAIN_ACCESS_KEY is not set',
+      'sinks.zhima.endpoint: environment variable ZHIMA_ENDPOINT is not set',
+    ]);
+  });
+
+  it('refuses unknown keys, naming their path', () => {
+    const text = demo.replace('  heartbeat: 10s', '  heartbeat: 10s\n  hartbeat: 5s');
+    expect(problems(text)).toEqual(['source: unknown key(s) "hartbeat"']);
+  });
+
+  it('refuses durations without units and bad values, naming the path and what is expected', () => {
+    const text = demo.replace('heartbeat: 10s', 'heartbeat: 10').replace('pollInterval: 200ms', 'pollInterval: soon');
+    const p = problems(text);
+    expect(p).toContainEqual(expect.stringMatching(/^source\.heartbeat: /));
+    expect(p).toContainEqual('dispatcher.pollInterval: expected a duration with a unit such as "500ms", "5s", "2m", "1h"; got "soon"');
+  });
+
+  it('refuses a wrong event code and a bad identifier', () => {
+    const text = demo.replace('PAID: [TRADE_SUCCESS]', 'PAID: [TRADE_SUCESS]').replace('slot: order_relay_demo', 'slot: Order-Relay');
+    const p = problems(text);
+    expect(p.some((x) => x.startsWith('orders.statuses.PAID[0]: '))).toBe(true);
+    expect(p.some((x) => x.startsWith('source.slot: expected a lower-case SQL identifier'))).toBe(true);
+  });
+
+  it('reports YAML syntax errors', () => {
+    expect(problems('project: [unclosed')[0]).toMatch(/./);
+  });
+
+  it('interpolates after parsing, so secrets with YAML syntax stay intact, and supports defaults', () => {
+    const c = parseConfig(demo.replace('${ANTCHAIN_ACCESS_KEY}', '${AK_WITH_SYNTAX}').replace('${ZHIMA_ENDPOINT}', '${NOPE:-http://127.0.0.1:3/gateway.do}'), {
+      ...env,
+      AK_WITH_SYNTAX: 'a: b # c',
+    });
+    expect(c.sinks.antchain!.kind === 'antchain' && c.sinks.antchain!.accessKey).toBe('a: b # c');
+    expect(c.sinks.zhima!.endpoint).toBe('http://127.0.0.1:3/gateway.do');
+  });
+
+  it('parses durations and sizes with explicit units only', () => {
+    expect(parseDuration('250ms')).toBe(250);
+    expect(parseDuration('1.5m')).toBe(90_000);
+    expect(parseDuration('2h')).toBe(7_200_000);
+    expect(parseDuration('10')).toBeUndefined();
+    expect(parseSize('64kB')).toBe(64_000);
+    expect(parseSize('10MiB')).toBe(10 * 1024 * 1024);
+    expect(parseSize('10')).toBeUndefined();
+  });
+});
