@@ -198,7 +198,7 @@ export class SinkWorker {
   }
 
   private toSettlement(d: ClaimedDelivery, o: DeliveryOutcome): Settlement {
-    const base = { deliveryId: d.id, attempt: d.attempt, outcome: o.status };
+    const base = { eventId: d.eventId, sink: d.sink, deliveryId: d.id, attempt: d.attempt, outcome: o.status };
     switch (o.status) {
       case 'delivered':
         return { ...base, status: 'delivered', info: o.info, result: o.result, code: o.info.remoteCode };

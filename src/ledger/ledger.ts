@@ -37,6 +37,8 @@ export interface ClaimedDelivery {
 
 /** How one attempt ended, as the ledger records it. */
 export interface Settlement {
+  eventId: string;
+  sink: string;
   deliveryId: string;
   attempt: number;
   /** New status: pending (retry later), delivered, rejected (parked), not_applicable. */
@@ -63,31 +65,30 @@ export function createLedger(pool: pg.Pool, schema: string, options: { attemptHi
     WITH ev AS (
       INSERT INTO ${s}.events (id, code, kind, order_key, order_no, refund_id, occurred_at, committed_at, source, position, payload)
       SELECT x.id, x.code, x.kind, x.order_key, x.order_no, x.refund_id, x.occurred_at, x.committed_at, $1, x.position, x.payload
-        FROM jsonb_to_recordset($2::jsonb) AS x(id text, code text, kind text, order_key text, order_no text,
-             refund_id text, occurred_at timestamptz, committed_at timestamptz, position text, payload jsonb)
+        FROM json_to_recordset($2::json) AS x(id text, code text, kind text, order_key text, order_no text,
+             refund_id text, occurred_at timestamptz, committed_at timestamptz, position text, payload json)
       ON CONFLICT (id) DO NOTHING
       RETURNING id
     ), dl AS (
       INSERT INTO ${s}.deliveries (event_id, sink, order_key)
       SELECT d.event_id, d.sink, d.order_key
-        FROM ROWS FROM (jsonb_to_recordset($3::jsonb) AS (event_id text, sink text, order_key text))
+        FROM ROWS FROM (json_to_recordset($3::json) AS (event_id text, sink text, order_key text))
              WITH ORDINALITY AS d(event_id, sink, order_key, ord)
        WHERE d.event_id IN (SELECT id FROM ev)
        ORDER BY d.ord
-      ON CONFLICT (event_id, sink) DO NOTHING
       RETURNING sink
     ), od AS (
       INSERT INTO ${s}.orders (order_no, row)
-      SELECT o.order_no, o.row FROM jsonb_to_recordset($4::jsonb) AS o(order_no text, row jsonb)
+      SELECT o.order_no, o.row FROM json_to_recordset($4::json) AS o(order_no text, row jsonb)
       ON CONFLICT (order_no) DO UPDATE SET row = EXCLUDED.row, updated_at = now()
       RETURNING 1
     ), pk AS (
       INSERT INTO ${s}.parked_inputs (source, stream, position, reason, raw)
-      SELECT $1, p.stream, p.position, p.reason, p.raw FROM jsonb_to_recordset($5::jsonb) AS p(stream text, position text, reason text, raw text)
+      SELECT $1, p.stream, p.position, p.reason, p.raw FROM json_to_recordset($5::json) AS p(stream text, position text, reason text, raw text)
       RETURNING 1
     ), cp AS (
       INSERT INTO ${s}.checkpoints (source, stream, position)
-      SELECT $1, c.stream, c.position FROM jsonb_to_recordset($6::jsonb) AS c(stream text, position text)
+      SELECT $1, c.stream, c.position FROM json_to_recordset($6::json) AS c(stream text, position text)
       ON CONFLICT (source, stream) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
       RETURNING 1
     )
@@ -97,7 +98,7 @@ export function createLedger(pool: pg.Pool, schema: string, options: { attemptHi
 
   const claimSql = /* sql */ `
     WITH c AS (
-      SELECT d.id FROM ${s}.deliveries d
+      SELECT d.event_id, d.sink FROM ${s}.deliveries d
        WHERE d.sink = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
          AND (d.lease_until IS NULL OR d.lease_until < now())
          AND NOT EXISTS (
@@ -111,14 +112,14 @@ export function createLedger(pool: pg.Pool, schema: string, options: { attemptHi
     UPDATE ${s}.deliveries u
        SET lease_until = now() + $3::int * interval '1 millisecond', attempts = u.attempts + 1, updated_at = now()
       FROM c, ${s}.events ev
-     WHERE u.id = c.id AND ev.id = u.event_id
+     WHERE u.event_id = c.event_id AND u.sink = c.sink AND ev.id = u.event_id
     RETURNING u.id::text AS id, u.event_id, u.sink, u.attempts AS attempt, ev.payload, ev.committed_at`;
 
   // A settlement applies only to the claim it belongs to: if the lease ran out and another
   // worker claimed the delivery again (attempts moved on), the stale outcome is dropped.
   const settleSql = /* sql */ `
     WITH x AS (
-      SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, attempt int, status text, delay_ms bigint,
+      SELECT * FROM json_to_recordset($1::json) AS x(event_id text, sink text, id bigint, attempt int, status text, delay_ms bigint,
              outcome text, code text, message text, result jsonb, request_id text, http_status int,
              remote_code text, remote_sub_code text, remote_message text, duration_ms int)
     ), u AS (
@@ -131,7 +132,7 @@ export function createLedger(pool: pg.Pool, schema: string, options: { attemptHi
              delivered_at = CASE WHEN x.status = 'delivered' THEN now() ELSE d.delivered_at END,
              updated_at = now()
         FROM x
-       WHERE d.id = x.id AND d.attempts = x.attempt AND d.status = 'pending'
+       WHERE d.event_id = x.event_id AND d.sink = x.sink AND d.attempts = x.attempt AND d.status = 'pending'
       RETURNING d.id
     ), a AS (
       INSERT INTO ${s}.attempts (delivery_id, attempt, outcome, request_id, http_status, remote_code, remote_sub_code, remote_message, duration_ms)
@@ -206,6 +207,8 @@ export function createLedger(pool: pg.Pool, schema: string, options: { attemptHi
     async settle(settlements: Settlement[]): Promise<number> {
       if (settlements.length === 0) return 0;
       const rows = settlements.map((x) => ({
+        event_id: x.eventId,
+        sink: x.sink,
         id: x.deliveryId,
         attempt: x.attempt,
         status: x.status,

@@ -59,7 +59,7 @@ describe('bad rows', () => {
     expect(sims.antchain.stats().effectList.map((e: { orderNo?: string }) => e.orderNo).sort()).toEqual(['G1', 'G3']);
 
     // Fix the data, replay the parked delivery: it goes out with its original key, then the confirm follows.
-    await db.pool.query(`UPDATE order_relay.events SET payload = jsonb_set(payload, '{order,buyer_phone}', '"13700137000"') WHERE order_no = 'G2'`);
+    await db.pool.query(`UPDATE order_relay.events SET payload = jsonb_set(payload::jsonb, '{order,buyer_phone}', '"13700137000"')::json WHERE order_no = 'G2'`);
     expect(await app.ledger.replay({ sink: 'antchain' })).toBe(1);
     app.dispatcher.wake();
     await waitFor(() => sims.antchain.stats().effects === 4, 'G2 trade and confirm after replay');
