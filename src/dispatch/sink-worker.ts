@@ -51,6 +51,7 @@ export class SinkWorker {
   private readonly settleQueue: Settlement[] = [];
   private settling: Promise<void> | null = null;
   private readonly pending = new Map<string, { delivery: ClaimedDelivery; outcome: DeliveryOutcome }>();
+  private readonly queue: ClaimedDelivery[] = [];
   private paused: { code: string; message: string; since: Date; probeAt: number; backoff: number } | null = null;
   private readonly bucket: TokenBucket | undefined;
   private readonly abort = new AbortController();
@@ -105,35 +106,52 @@ export class SinkWorker {
     await this.flushSettles();
   }
 
+  /**
+   * Keeps up to `concurrency` attempts in flight and about as many claimed deliveries queued
+   * behind them, so a finished attempt is replaced at once instead of after a round trip.
+   * Queued claims hold a lease; they are released when the sink pauses or the worker stops.
+   */
   private async loop(): Promise<void> {
     while (this.running) {
-      const now = Date.now();
-      if (this.paused && now < this.paused.probeAt) {
-        await this.idle(this.paused.probeAt - now);
+      const probing = this.paused !== null;
+      if (probing && Date.now() < this.paused!.probeAt) {
+        await this.release();
+        await this.idle(this.paused!.probeAt - Date.now());
         continue;
       }
-      const capacity = this.paused ? (this.inflight === 0 ? 1 : 0) : this.policy.concurrency - this.inflight;
-      if (capacity <= 0) {
-        await this.idle(this.options.pollInterval);
-        continue;
-      }
-      let claimed: ClaimedDelivery[];
-      try {
-        claimed = await this.ledger.claim(this.sink.name, Math.min(capacity, this.options.claimBatch), this.policy.timeout + this.options.leaseMargin);
-      } catch (err) {
-        this.log.warn({ err: String(err) }, 'claim failed; will retry');
-        await this.idle(this.options.pollInterval);
-        continue;
-      }
-      if (claimed.length === 0) {
-        await this.idle(this.options.pollInterval);
-        continue;
-      }
-      for (const delivery of claimed) {
+      const limit = probing ? 1 : this.policy.concurrency;
+      let started = false;
+      while (this.queue.length > 0 && this.inflight < limit && this.running) {
         const wait = this.bucket?.take() ?? 0;
         if (wait > 0) await sleep(wait);
-        void this.attempt(delivery);
+        void this.attempt(this.queue.shift()!);
+        started = true;
+        if (probing) break;
       }
+      const want = (probing ? 1 : 2 * this.policy.concurrency) - this.inflight - this.queue.length;
+      if (want > 0 && !(probing && this.inflight > 0)) {
+        try {
+          const claimed = await this.ledger.claim(this.sink.name, Math.min(want, this.options.claimBatch), this.policy.timeout + this.options.leaseMargin);
+          this.queue.push(...claimed);
+          if (claimed.length > 0) continue;
+        } catch (err) {
+          this.log.warn({ err: String(err) }, 'claim failed; will retry');
+        }
+      }
+      if (!started) await this.idle(this.options.pollInterval);
+    }
+    await this.release();
+  }
+
+  /** Gives queued, unstarted claims back to the ledger (their attempt never happened). */
+  private async release(): Promise<void> {
+    if (this.queue.length === 0) return;
+    const released = this.queue.splice(0);
+    try {
+      await this.ledger.release(released);
+    } catch (err) {
+      // Their leases run out by themselves; nothing is lost.
+      this.log.warn({ err: String(err), deliveries: released.length }, 'releasing claims failed; they return when their lease ends');
     }
   }
 
@@ -158,6 +176,7 @@ export class SinkWorker {
 
   private async attempt(delivery: ClaimedDelivery): Promise<void> {
     this.inflight++;
+    const probe = this.paused !== null;
     const started = performance.now();
     const controller = new AbortController();
     const onStop = () => controller.abort();
@@ -175,22 +194,27 @@ export class SinkWorker {
       this.abort.signal.removeEventListener('abort', onStop);
     }
     if (outcome.status === 'delivered') failpoint('dispatch.after-send');
-    this.trackPause(outcome);
+    this.trackPause(outcome, probe);
     this.pending.set(delivery.id, { delivery, outcome });
     this.enqueueSettle(this.toSettlement(delivery, outcome));
     this.inflight--;
     this.wake();
   }
 
-  private trackPause(outcome: DeliveryOutcome): void {
+  /**
+   * Only a failed probe lengthens the backoff: the attempts that were already in flight when
+   * the sink broke fail together and say nothing new.
+   */
+  private trackPause(outcome: DeliveryOutcome, probe: boolean): void {
     if (outcome.status === 'sink_failure') {
+      if (this.paused && !probe) return;
       const backoff = this.paused ? Math.min(this.paused.backoff * 2, PROBE_MAX_MS) : PROBE_INITIAL_MS;
       if (!this.paused) {
         this.log.error({ code: outcome.code, remoteMessage: outcome.message }, 'sink paused: the sink itself is failing; deliveries stay pending, probing with backoff');
         this.hooks.onPauseChange?.(this.sink.name, true, `${outcome.code}: ${outcome.message}`);
       }
       this.paused = { code: outcome.code, message: outcome.message, since: this.paused?.since ?? new Date(), probeAt: Date.now() + backoff, backoff };
-    } else if (this.paused) {
+    } else if (this.paused && probe) {
       this.log.error({ pausedSince: this.paused.since.toISOString() }, 'sink resumed');
       this.paused = null;
       this.hooks.onPauseChange?.(this.sink.name, false);

@@ -228,6 +228,17 @@ export function createLedger(pool: pg.Pool, schema: string, options: { attemptHi
       return r.rows[0]!.n;
     },
 
+    /** Hands back claims whose attempt never started: no attempt is counted. */
+    async release(claims: ReadonlyArray<Pick<ClaimedDelivery, 'eventId' | 'sink' | 'attempt'>>): Promise<void> {
+      if (claims.length === 0) return;
+      await pool.query(
+        `UPDATE ${s}.deliveries d SET lease_until = NULL, attempts = d.attempts - 1, updated_at = now()
+           FROM json_to_recordset($1::json) AS x(event_id text, sink text, attempt int)
+          WHERE d.event_id = x.event_id AND d.sink = x.sink AND d.attempts = x.attempt AND d.status = 'pending'`,
+        [JSON.stringify(claims.map((c) => ({ event_id: c.eventId, sink: c.sink, attempt: c.attempt })))],
+      );
+    },
+
     /** Re-queues parked deliveries (same delivery, same event id, so the same idempotency key). */
     async replay(filter: { eventIds?: string[]; sink?: string; code?: string; all?: boolean }): Promise<number> {
       const { rowCount } = await pool.query(

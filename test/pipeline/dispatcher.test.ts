@@ -1,0 +1,179 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BusinessEvent, EventCode } from '../../src/core/events.js';
+import { eventId } from '../../src/core/ids.js';
+import type { DeliveryOutcome, Sink } from '../../src/core/sink.js';
+import { createDispatcher } from '../../src/dispatch/dispatcher.js';
+import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
+import { migrate } from '../../src/ledger/migrations.js';
+import { silentLogger } from '../../src/log.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { waitFor } from '../helpers/wait.js';
+
+let db: TestDatabase;
+let schemaN = 0;
+
+beforeAll(async () => {
+  db = await createTestDatabase('disp');
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+async function freshLedger(): Promise<Ledger> {
+  const schema = `l${++schemaN}`;
+  const c = await db.pool.connect();
+  await migrate(c, schema);
+  c.release();
+  return createLedger(db.pool, schema);
+}
+
+function event(order: string, code: EventCode): BusinessEvent {
+  return { id: eventId(['t', order, code]), code, kind: 'TRADE', orderKey: order, orderNo: order, occurredAt: new Date().toISOString(), order: { order_no: order } };
+}
+
+async function store(ledger: Ledger, events: BusinessEvent[], sink = 'fake'): Promise<void> {
+  const now = new Date().toISOString();
+  await ledger.append({ source: 'test', events: events.map((e) => ({ event: e, sinks: [sink], position: '0/1', committedAt: now })), orders: [], bad: [], checkpoints: [] });
+}
+
+/** A sink whose answer the test decides, recording when each attempt started and ended. */
+function fakeSink(answer: (e: BusinessEvent, n: number) => Promise<DeliveryOutcome> | DeliveryOutcome) {
+  const log: Array<{ id: string; code: string; start: number; end: number }> = [];
+  let calls = 0;
+  const sink: Sink = {
+    name: 'fake',
+    kind: 'fake',
+    handles: () => true,
+    async deliver(e) {
+      const start = performance.now();
+      const outcome = await answer(e, ++calls);
+      log.push({ id: e.id, code: e.code, start, end: performance.now() });
+      return outcome;
+    },
+    preview: () => ({ status: 'not_applicable', reason: 'test' }),
+    close: async () => {},
+  };
+  return { sink, log, calls: () => calls };
+}
+
+const info = { durationMs: 1 };
+const policy = { concurrency: 8, timeout: 2_000, retry: { initialBackoff: 20, maxBackoff: 100 } };
+const options = { claimBatch: 64, pollInterval: 20, leaseMargin: 500, drainTimeout: 2_000 };
+
+async function statuses(ledger: Ledger): Promise<Record<string, number>> {
+  const { rows } = await db.pool.query(`SELECT status, count(*)::int AS n FROM ${ledger.schema}.deliveries GROUP BY 1`);
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}
+
+describe('dispatcher', () => {
+  it('never starts a REFUND or CONFIRM before its order\'s TRADE_SUCCESS was delivered, while other orders run concurrently', async () => {
+    const ledger = await freshLedger();
+    const orders = Array.from({ length: 30 }, (_, i) => `o${i}`);
+    await store(ledger, orders.flatMap((o) => [event(o, 'TRADE_SUCCESS'), event(o, 'REFUND_SUCCESS'), event(o, 'TRADE_CONFIRM')]));
+    let inflight = 0;
+    let maxInflight = 0;
+    const fake = fakeSink(async (e) => {
+      maxInflight = Math.max(maxInflight, ++inflight);
+      await new Promise((r) => setTimeout(r, e.code === 'TRADE_SUCCESS' ? 15 : 2));
+      inflight--;
+      return { status: 'delivered', info };
+    });
+    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy }], options, logger: silentLogger() });
+    d.start();
+    await waitFor(() => fake.log.length === 90, 'all 90 delivered');
+    await d.stop();
+    for (const o of orders) {
+      const mine = fake.log.filter((l) => l.id === eventId(['t', o, 'TRADE_SUCCESS']) || l.id === eventId(['t', o, 'REFUND_SUCCESS']) || l.id === eventId(['t', o, 'TRADE_CONFIRM']));
+      const trade = mine.find((l) => l.code === 'TRADE_SUCCESS')!;
+      for (const later of mine.filter((l) => l.code !== 'TRADE_SUCCESS')) expect(later.start).toBeGreaterThanOrEqual(trade.end);
+    }
+    expect(maxInflight).toBeGreaterThan(1);
+    expect(maxInflight).toBeLessThanOrEqual(policy.concurrency);
+    expect(await statuses(ledger)).toEqual({ delivered: 90 });
+  });
+
+  it('retries with backoff under the same delivery, keeping a bounded history of attempts', async () => {
+    const ledger = await freshLedger();
+    await store(ledger, [event('r1', 'TRADE_SUCCESS')]);
+    const fake = fakeSink((_e, n) => (n < 3 ? { status: 'retry', code: 'HTTP_503', message: 'busy', info: { requestId: `req${n}`, httpStatus: 503, durationMs: 1 } } : { status: 'delivered', info: { requestId: 'req3', durationMs: 1 }, result: { event_id: 'E1' } }));
+    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy }], options, logger: silentLogger() });
+    d.start();
+    await waitFor(async () => (await statuses(ledger)).delivered === 1, 'delivered');
+    await d.stop();
+    const { rows } = await db.pool.query(`SELECT attempt, outcome, request_id, http_status FROM ${ledger.schema}.attempts ORDER BY attempt`);
+    expect(rows).toEqual([
+      { attempt: 1, outcome: 'retry', request_id: 'req1', http_status: 503 },
+      { attempt: 2, outcome: 'retry', request_id: 'req2', http_status: 503 },
+      { attempt: 3, outcome: 'delivered', request_id: 'req3', http_status: null },
+    ]);
+    const gaps = fake.log.slice(1).map((l, i) => l.start - fake.log[i]!.end);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5); // backoff, not a hot loop
+    const { rows: d1 } = await db.pool.query(`SELECT result FROM ${ledger.schema}.deliveries`);
+    expect(d1[0].result).toEqual({ event_id: 'E1' });
+  });
+
+  it('pauses a failing sink instead of parking its events, probes one at a time, and resumes by itself', async () => {
+    const ledger = await freshLedger();
+    await store(ledger, Array.from({ length: 40 }, (_, i) => event(`p${i}`, 'TRADE_SUCCESS')));
+    let broken = true;
+    let concurrentDuringOutage = 0;
+    let inflight = 0;
+    const fake = fakeSink(async () => {
+      inflight++;
+      if (broken) concurrentDuringOutage = Math.max(concurrentDuringOutage, inflight);
+      await new Promise((r) => setTimeout(r, 1));
+      inflight--;
+      return broken ? { status: 'sink_failure', code: 'ACCESS_DENIED', message: 'signature does not match', info } : { status: 'delivered', info };
+    });
+    const changes: Array<[boolean, string | undefined]> = [];
+    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy }], options, logger: silentLogger(), hooks: { onPauseChange: (_s, p, r) => changes.push([p, r]) } });
+    d.start();
+    await waitFor(() => d.state()[0]!.paused, 'paused');
+    expect(d.state()[0]!.pausedReason).toBe('ACCESS_DENIED: signature does not match');
+    // Let two probes happen (1 s backoff, then 2 s would be next): everything stays pending.
+    await waitFor(() => fake.calls() >= 2, 'a probe', 5_000);
+    const callsWhilePaused = fake.calls();
+    expect(callsWhilePaused).toBeLessThanOrEqual(1 + policy.concurrency * 2);
+    expect(concurrentDuringOutage).toBeLessThanOrEqual(policy.concurrency);
+    expect((await statuses(ledger)).pending).toBe(40);
+    broken = false;
+    await waitFor(async () => (await statuses(ledger)).delivered === 40, 'all delivered after recovery', 10_000);
+    expect(d.state()[0]!.paused).toBe(false);
+    expect(changes).toEqual([[true, 'ACCESS_DENIED: signature does not match'], [false, undefined]]);
+    await d.stop();
+  });
+
+  it('drains in-flight attempts on stop and releases claims that never started', async () => {
+    const ledger = await freshLedger();
+    await store(ledger, Array.from({ length: 20 }, (_, i) => event(`s${i}`, 'TRADE_SUCCESS')));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const fake = fakeSink(async () => {
+      await gate;
+      return { status: 'delivered', info };
+    });
+    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy: { ...policy, concurrency: 4 } }], options, logger: silentLogger() });
+    d.start();
+    await waitFor(() => d.state()[0]!.inflight === 4, '4 in flight');
+    const stopping = d.stop();
+    setTimeout(release, 50);
+    await stopping;
+    const s = await statuses(ledger);
+    expect(s).toEqual({ delivered: 4, pending: 16 });
+    // Released claims are claimable again at once and carry no phantom attempt.
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${ledger.schema}.deliveries WHERE status = 'pending' AND lease_until IS NULL AND attempts = 0`);
+    expect(rows[0].n).toBe(16);
+  });
+
+  it('drops an outcome whose lease ran out and was claimed again', async () => {
+    const ledger = await freshLedger();
+    await store(ledger, [event('x1', 'TRADE_SUCCESS')]);
+    const [first] = await ledger.claim('fake', 1, 1);
+    await new Promise((r) => setTimeout(r, 5)); // let the 1 ms lease lapse
+    const [second] = await ledger.claim('fake', 1, 60_000);
+    expect(second!.attempt).toBe(2);
+    const stale = await ledger.settle([{ eventId: first!.eventId, sink: 'fake', deliveryId: first!.id, attempt: first!.attempt, status: 'pending', delayMs: 0, outcome: 'retry' }]);
+    expect(stale).toBe(0);
+    expect(await ledger.settle([{ eventId: second!.eventId, sink: 'fake', deliveryId: second!.id, attempt: second!.attempt, status: 'delivered', outcome: 'delivered' }])).toBe(1);
+  });
+});
