@@ -91,6 +91,17 @@ function run(binDir: string, tool: string, args: string[]): void {
   if (res.status !== 0) throw new Error(`${tool} failed (${res.status}): ${res.stderr || res.stdout}`);
 }
 
+function runAsync(binDir: string, tool: string, args: string[]): Promise<void> {
+  const [cmd, a] = runAs(join(binDir, tool), args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, a, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${tool} failed (${code}): ${err}`))));
+  });
+}
+
 export async function startPostgres(options: StartOptions = {}): Promise<LocalPostgres> {
   const binDir = findPostgresBinaries(options.preferSystem);
   const base = mkdtempSync(join(tmpdir(), 'order-relay-pg-'));
@@ -130,8 +141,10 @@ export async function startPostgres(options: StartOptions = {}): Promise<LocalPo
     if (!child || child.exitCode !== null) return;
     const c = child;
     const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    // Fast shutdown through pg_ctl: runuser does not forward signals to the server.
-    run(binDir, 'pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']);
+    // Fast shutdown through pg_ctl: runuser does not forward signals to the server. Async:
+    // a blocked event loop could not answer the walsender's last keepalive, and shutdown
+    // would wait for wal_sender_timeout.
+    await runAsync(binDir, 'pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']);
     await exited;
   };
 

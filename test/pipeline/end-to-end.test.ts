@@ -36,7 +36,7 @@ async function drained(schema = 'order_relay'): Promise<boolean> {
 describe('Postgres → ledger → both gateways', () => {
   it('turns inserts, transitions, partial refunds and flapping into exactly the expected effects', async () => {
     const { config } = writeConfig(testConfig(db.url, sims), sims.env);
-    const app = createApp(config, { logger: process.env.E2E_DEBUG ? (await import('../../src/log.js')).createLogger({ level: 'debug' }) : silentLogger(), env: { ...process.env, ...sims.env } });
+    const app = createApp(config, { logger: silentLogger(), env: { ...process.env, ...sims.env } });
     const stop = new AbortController();
     const running = app.run(stop.signal);
     await waitFor(async () => (await db.pool.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [config.source!.slot])).rowCount, 'slot');
@@ -64,7 +64,6 @@ describe('Postgres → ledger → both gateways', () => {
     ].sort();
     const expected = [...withAlipay, id('B02', 'TRADE_SUCCESS'), id('B02', 'TRADE_CONFIRM'), id('D04', 'TRADE_SUCCESS')].sort();
 
-    if (process.env.E2E_DEBUG) setTimeout(async () => { console.log(JSON.stringify(sims.antchain.stats()).slice(0, 1500)); console.log((await db.pool.query('SELECT sink, status, attempts, last_code, last_message FROM order_relay.deliveries')).rows, (await db.pool.query('SELECT * FROM order_relay.parked_inputs')).rows, (await db.pool.query('SELECT count(*) FROM order_relay.events')).rows); }, 8000);
     await waitFor(() => sims.antchain.stats().effects >= expected.length && sims.zhima.stats().effects >= withAlipay.length, 'effects at both gateways');
     await waitFor(() => drained(), 'no pending deliveries');
 

@@ -92,19 +92,30 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
       } catch (err) {
         health.connected = false;
         session = null;
-        if (pipelineError !== undefined) throw pipelineError;
         if (signal.aborted) break;
-        const failure = classify(err, config.slot);
-        if ((failure instanceof SlotMissingError && !config.create) || failure instanceof PublicationError) throw failure;
-        health.lastError = failure.message;
-        if (failure instanceof SlotInUseError) log.warn({ err: failure.message }, 'standby: slot in use');
-        else log.warn({ err: failure.message, retryInMs: backoff }, 'replication connection lost; reconnecting');
+        report(err, pipelineError, backoff);
       }
       if (Date.now() - startedAt > 60_000) backoff = config.reconnect.initialBackoff;
       health.reconnects++;
       await sleep(backoff * (0.75 + Math.random() * 0.5), signal);
       backoff = Math.min(backoff * 2, config.reconnect.maxBackoff);
     }
+  }
+
+  /** Logs why the stream stopped; throws when retrying cannot help. */
+  function report(err: unknown, pipelineError: unknown, backoff: number): void {
+    if (pipelineError !== undefined) {
+      // Storing a batch failed (the ledger is down, or restarting). The write is one
+      // statement, so nothing half-done remains; whatever did commit dedupes by event id.
+      health.lastError = `storing changes failed: ${String(pipelineError)}`;
+      log.error({ err: String(pipelineError), retryInMs: backoff }, 'storing a batch failed; re-reading from the last committed position');
+      return;
+    }
+    const failure = classify(err, config.slot);
+    if ((failure instanceof SlotMissingError && !config.create) || failure instanceof PublicationError) throw failure;
+    health.lastError = failure.message;
+    if (failure instanceof SlotInUseError) log.warn({ err: failure.message }, 'standby: slot in use');
+    else log.warn({ err: failure.message, retryInMs: backoff }, 'replication connection lost; reconnecting');
   }
 
   return {
