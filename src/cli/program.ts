@@ -1,0 +1,345 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { EVENT_CODES } from '../core/events.js';
+import { createLogger, type Logger } from '../log.js';
+import { bar, clip, progressReporter, table } from './format.js';
+import type { DeliveryFilter } from './replay.js';
+
+/**
+ * The `order-relay` command line. Command modules load when their command runs, so `--help`
+ * and argument errors stay fast. `main.ts` runs it.
+ */
+export const program = new Command('order-relay')
+  .description('Order-table changes to AntChain EventReport and Alipay Zhima, exactly once in effect')
+  .showHelpAfterError('(add --help for usage)');
+
+const configOption = () => new Option('-c, --config <file>', 'YAML config (${ENV} references are filled from the environment)').makeOptionMandatory();
+
+function positiveInt(what: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${what} must be a positive integer`);
+    return n;
+  };
+}
+
+function positiveNumber(what: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${what} must be a positive number`);
+    return n;
+  };
+}
+
+function json(what: string) {
+  return (value: string): Record<string, unknown> => {
+    try {
+      const v = JSON.parse(value) as unknown;
+      if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+      return v as Record<string, unknown>;
+    } catch {
+      throw new InvalidArgumentError(`${what} must be a JSON object, e.g. '{"http5xxRate":0.1}'`);
+    }
+  };
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((v) => v.trim()).filter(Boolean)];
+
+/** One-shot commands log to stderr, quietly, so stdout stays for their output. */
+function cliLogger(config: Config): Logger {
+  const level = process.env.LOG_LEVEL ?? (config.log.level === 'silent' ? 'silent' : 'warn');
+  return createLogger({ level, destination: process.stderr });
+}
+
+function onSignals(handler: (signal: string, count: number) => void): void {
+  let count = 0;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => handler(sig, ++count));
+}
+
+program
+  .command('run')
+  .description('stream changes, store events in the ledger and deliver them until SIGTERM; serves /healthz /readyz /metrics on admin.listen')
+  .addOption(configOption())
+  .action(async (opts: { config: string }) => {
+    const config = loadConfig(opts.config);
+    const logger = createLogger({ level: config.log.level });
+    const log = logger.child({ component: 'main' });
+    const controller = new AbortController();
+    onSignals((signal, count) => {
+      if (count > 1) process.exit(130);
+      log.info({ signal }, 'shutting down: draining in-flight deliveries');
+      controller.abort();
+    });
+    const { startConnector } = await import('./connector.js');
+    const connector = await startConnector(config, { logger, signal: controller.signal });
+    log.info(
+      { sinks: Object.keys(config.sinks), slot: config.source?.slot, ledgerSchema: config.ledger.schema, admin: connector.admin?.url ?? 'off' },
+      'order-relay running',
+    );
+    await connector.done;
+    log.info('stopped');
+  });
+
+program
+  .command('migrate')
+  .description('create or upgrade the ledger schema')
+  .addOption(configOption())
+  .action(async (opts: { config: string }) => {
+    const config = loadConfig(opts.config);
+    const { migrateLedger } = await import('../app.js');
+    const applied = await migrateLedger(config);
+    console.log(applied.length ? `applied migrations ${applied.join(', ')} to schema ${config.ledger.schema}` : `schema ${config.ledger.schema} is up to date`);
+  });
+
+program
+  .command('status')
+  .description('slot lag and confirmed LSN, stored positions, backlog / oldest pending / retrying / parked / delivered in the last minute per sink, last errors')
+  .addOption(configOption())
+  .option('--json', 'machine-readable output')
+  .option('--errors <n>', 'how many recent errors to show', positiveInt('--errors'), 10)
+  .option('--no-live', 'do not ask the running instance (admin listener) for pause state')
+  .action(async (opts: { config: string; json?: boolean; errors: number; live: boolean }) => {
+    const config = loadConfig(opts.config);
+    const { collectStatus, renderStatus } = await import('./status.js');
+    const report = await collectStatus(config, { errors: opts.errors, live: opts.live });
+    console.log(opts.json ? JSON.stringify(report, null, 2) : renderStatus(report));
+  });
+
+program
+  .command('replay')
+  .description('re-queue parked deliveries (same event id, same idempotency key), skip them, or re-process parked source input')
+  .addOption(configOption())
+  .option('--event <id>', 'event id (repeat, or comma-separated)', collect)
+  .option('--sink <name>', 'only deliveries to this sink')
+  .addOption(new Option('--code <code>', 'only events with this code').choices([...EVENT_CODES]))
+  .option('--all', 'every parked delivery (or, with --inputs, every parked input)')
+  .option('--skip', 'mark the matching parked deliveries skipped instead: nothing is sent, later events of the order flow on')
+  .option('--include-skipped', 'also re-queue deliveries skipped earlier')
+  .option('--dry-run', 'list what would change, change nothing')
+  .option('--inputs', 'parked source input: re-read the rows it names from the source tables and ingest their current state')
+  .option('--input <id>', 'with --inputs: only these parked inputs (repeat, or comma-separated)', collect)
+  .option('--dismiss', 'with --inputs --input: mark those inputs resolved without re-processing')
+  .option('--json', 'machine-readable output')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  order-relay replay -c prod.yaml --event 0a1b…                 re-queue one parked event (every sink)
+  order-relay replay -c prod.yaml --sink zhima --code TRADE_SUCCESS
+  order-relay replay -c prod.yaml --all --dry-run
+  order-relay replay -c prod.yaml --event 0a1b… --sink antchain --skip
+  order-relay replay -c prod.yaml --inputs --all                re-process every parked input that names a row`,
+  )
+  .action(async (opts: {
+    config: string; event?: string[]; sink?: string; code?: string; all?: boolean; skip?: boolean; includeSkipped?: boolean; dryRun?: boolean;
+    inputs?: boolean; input?: string[]; dismiss?: boolean; json?: boolean;
+  }) => {
+    const config = loadConfig(opts.config);
+    if (opts.inputs) {
+      if (!opts.all && !opts.input?.length) throw new Error('say which parked inputs: --input <id> or --all');
+      if (opts.input?.some((i) => !/^\d+$/.test(i))) throw new Error('--input takes the numeric ids `status` shows');
+      const { reprocessInputs } = await import('./replay.js');
+      const outcomes = await reprocessInputs(config, { ...(opts.input ? { ids: opts.input } : {}), ...(opts.dismiss ? { dismiss: true } : {}), logger: cliLogger(config) });
+      if (opts.json) console.log(JSON.stringify(outcomes, null, 2));
+      else if (outcomes.length === 0) console.log('no unresolved parked input matches');
+      else {
+        console.log(table(['INPUT', 'RESULT', 'NEW EVENTS', 'DETAIL'], outcomes.map((x) => [x.id, x.result, x.newEvents, clip(x.detail, 120)])));
+        const left = outcomes.filter((x) => x.result === 'left').length;
+        console.log(`${outcomes.length - left} resolved, ${left} still parked`);
+      }
+      return;
+    }
+    if (opts.sink && !Object.hasOwn(config.sinks, opts.sink)) throw new Error(`no sink "${opts.sink}" in the config (have: ${Object.keys(config.sinks).join(', ')})`);
+    const filter: DeliveryFilter = {
+      ...(opts.event?.length ? { eventIds: opts.event } : {}),
+      ...(opts.sink ? { sink: opts.sink } : {}),
+      ...(opts.code ? { code: opts.code } : {}),
+      ...(opts.all ? { all: true } : {}),
+    };
+    if (!filter.all && !filter.eventIds && !filter.sink && !filter.code) throw new Error('say which parked deliveries: --event <id>, --sink <name>, --code <EVENT_CODE>, or --all');
+    const { describeFilter, matchParked, replayDeliveries, skipDeliveries } = await import('./replay.js');
+    const [{ default: pg }, { ledgerUrl }] = await Promise.all([import('pg'), import('../app.js')]);
+    const pool = new pg.Pool({ connectionString: ledgerUrl(config), max: 2, application_name: 'order-relay-replay' });
+    pool.on('error', () => {});
+    try {
+      const statuses = opts.includeSkipped && !opts.skip ? ['rejected', 'skipped'] : ['rejected'];
+      const matched = await matchParked(pool, config.ledger.schema, filter, statuses);
+      let changed = 0;
+      if (!opts.dryRun) {
+        changed = opts.skip
+          ? await skipDeliveries(pool, config.ledger.schema, filter)
+          : await replayDeliveries(pool, config.ledger.schema, filter, { includeSkipped: !!opts.includeSkipped });
+      }
+      const verb = opts.dryRun ? (opts.skip ? 'would skip' : 'would re-queue') : opts.skip ? 'skipped' : 're-queued';
+      if (opts.json) {
+        console.log(JSON.stringify({ action: opts.skip ? 'skip' : 'replay', dryRun: !!opts.dryRun, filter: describeFilter(filter), matched, changed: opts.dryRun ? 0 : changed }, null, 2));
+        return;
+      }
+      if (matched.length) {
+        console.log(table(['SINK', 'EVENT', 'CODE', 'ORDER', 'STATUS', 'LAST CODE', 'LAST MESSAGE'], matched.map((m) => [m.sink, m.eventId, m.code, m.orderNo, m.status, m.lastCode, clip(m.lastMessage, 70)])));
+      }
+      console.log(`${verb} ${opts.dryRun ? matched.length : changed} deliver${(opts.dryRun ? matched.length : changed) === 1 ? 'y' : 'ies'} (${describeFilter(filter)})${!opts.dryRun && !opts.skip && changed ? '; a running instance sends them at its next poll, with their original idempotency keys' : ''}`);
+    } finally {
+      await pool.end();
+    }
+  });
+
+program
+  .command('backfill')
+  .description('emit events for orders that existed before the replication slot (deduplicated against the stream by event id; resumable)')
+  .addOption(configOption())
+  .option('--batch-size <n>', 'rows per page; each page is one ledger transaction', positiveInt('--batch-size'), 500)
+  .option('--restart', 'forget the stored cursor and read every table again (events already stored are not duplicated)')
+  .option('--json', 'print the result as JSON (no progress bar)')
+  .addHelpText(
+    'after',
+    `
+The slot is created first when it is missing (source.create), so no change can fall between
+the backfill's reads and the stream. Run it while \`order-relay run\` runs or before; the running
+instance delivers the new events. Interrupt it at any time (Ctrl-C) and run it again to resume.`,
+  )
+  .action(async (opts: { config: string; batchSize: number; restart?: boolean; json?: boolean }) => {
+    const config = loadConfig(opts.config);
+    const controller = new AbortController();
+    onSignals((_s, count) => {
+      if (count > 1) process.exit(130);
+      controller.abort();
+    });
+    const progress = progressReporter(process.stderr);
+    const { backfill } = await import('./backfill.js');
+    const result = await backfill(config, {
+      logger: cliLogger(config),
+      batchSize: opts.batchSize,
+      ...(opts.restart ? { restart: true } : {}),
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (!opts.json) progress.update(`${p.table.padEnd(16)} ${bar(p.done, p.total)} ${p.done}/${p.total} rows, ${p.events} new events`);
+      },
+    });
+    progress.done();
+    if (opts.json) console.log(JSON.stringify(result, null, 2));
+    else {
+      if (result.slotCreated) console.log(`created replication slot ${config.source?.slot}: changes from now on are streamed`);
+      console.log(
+        table(
+          ['TABLE', 'ROWS READ', 'NEW EVENTS', 'PARKED', 'NULL KEYS', 'STATE'],
+          result.tables.map((t) => [t.table, t.rows, t.newEvents, t.parked, t.nullKeys, t.alreadyDone ? 'done earlier (--restart to read again)' : 'done']),
+        ),
+      );
+      const d = Object.entries(result.deliveries).map(([s, n]) => `${s} ${n}`).join(', ');
+      if (d) console.log(`new deliveries: ${d} (a running \`order-relay run\` sends them)`);
+    }
+    if (result.interrupted) {
+      process.stderr.write('order-relay backfill: interrupted; run the same command again to resume after the last stored page\n');
+      process.exitCode = 130;
+    }
+  });
+
+program
+  .command('doctor')
+  .description('preflight: wal_level, replication privilege, publication, slot, replica identity, max_slot_wal_keep_size, ledger schema, credentials and keys, endpoints, clock')
+  .addOption(configOption())
+  .option('--json', 'machine-readable output')
+  .option('--offline', 'do not probe the HTTP endpoints')
+  .option('--timeout <ms>', 'per network check', positiveInt('--timeout'), 5000)
+  .action(async (opts: { config: string; json?: boolean; offline?: boolean; timeout: number }) => {
+    const config = loadConfig(opts.config);
+    const { doctor, renderChecks } = await import('./doctor.js');
+    const checks = await doctor(config, { timeoutMs: opts.timeout, ...(opts.offline ? { offline: true } : {}) });
+    console.log(opts.json ? JSON.stringify(checks, null, 2) : renderChecks(checks));
+    const failed = checks.filter((c) => c.status === 'fail');
+    if (failed.length) {
+      process.stderr.write(`order-relay doctor: ${failed.length} check${failed.length > 1 ? 's' : ''} failed (${failed.map((c) => c.name).join(', ')})\n`);
+      process.exitCode = 1;
+    }
+  });
+
+program
+  .command('preview')
+  .description('print the events a change yields and the exact signed requests, without sending')
+  .addOption(configOption())
+  .requiredOption('--change <file>', 'JSON: {"table","op","old","new"[,"order"]}')
+  .option('--at <iso>', 'pin the request clock (ISO-8601)')
+  .option('--nonce <hex>', 'pin the per-request random id (32 hex chars)')
+  .action(async (opts: { config: string; change: string; at?: string; nonce?: string }) => {
+    const config = loadConfig(opts.config);
+    const { preview } = await import('./preview.js');
+    for (const line of preview(config, opts)) console.log(line);
+  });
+
+program
+  .command('demo')
+  .description('embedded PostgreSQL + both gateway simulators + the connector + an order generator, with live progress and a final report')
+  .option('--orders <n>', 'orders to generate', positiveInt('--orders'), 2000)
+  .option('--rate <n>', 'new orders per second', positiveNumber('--rate'), 200)
+  .addOption(new Option('--faults <preset>', 'simulator faults').choices(['none', 'light', 'heavy']).default('light'))
+  .option('--antchain-faults <json>', 'AntChain simulator fault overrides, e.g. {"http5xxRate":0.2,"latencyMs":20}', json('--antchain-faults'))
+  .option('--zhima-faults <json>', 'Zhima simulator fault overrides, e.g. {"dropAfterCommitRate":0.1}', json('--zhima-faults'))
+  .option('--seed <n>', 'seed of the order generator and the fault dice', positiveInt('--seed'), 1)
+  .option('--drain-timeout <s>', 'seconds to wait for every delivery to settle after the last order', positiveInt('--drain-timeout'), 120)
+  .option('--log <file>', 'keep the connector\'s JSON log in this file')
+  .option('--log-level <level>', 'connector log level', 'info')
+  .option('--listen <host:port>', 'admin listener (default: demo.yaml\'s, or any free port)')
+  .action(async (opts: {
+    orders: number; rate: number; faults: 'none' | 'light' | 'heavy'; antchainFaults?: Record<string, unknown>; zhimaFaults?: Record<string, unknown>;
+    seed: number; drainTimeout: number; log?: string; logLevel: string; listen?: string;
+  }) => {
+    const { runDemo } = await import('../demo/demo.js');
+    const controller = new AbortController();
+    onSignals((_s, count) => {
+      if (count > 2) process.exit(130);
+      controller.abort();
+    });
+    const result = await runDemo({
+      orders: opts.orders,
+      rate: opts.rate,
+      faults: opts.faults,
+      ...(opts.antchainFaults ? { antchainFaults: opts.antchainFaults } : {}),
+      ...(opts.zhimaFaults ? { zhimaFaults: opts.zhimaFaults } : {}),
+      seed: opts.seed,
+      drainTimeout: opts.drainTimeout,
+      out: process.stdout,
+      signal: controller.signal,
+      ...(opts.log ? { logFile: opts.log } : {}),
+      logLevel: opts.logLevel,
+      ...(opts.listen ? { listen: opts.listen } : {}),
+    });
+    // Exit now: every process and file the demo started is gone; nothing else should linger.
+    process.exit(result.interrupted ? 130 : result.ok ? 0 : 1);
+  });
+
+program
+  .command('keygen')
+  .description('write throw-away simulator credentials (AntChain key/secret, two RSA-2048 pairs) into a directory, for docker-compose')
+  .requiredOption('--out <dir>', 'directory to write to')
+  .action(async (opts: { out: string }) => {
+    const { writeDemoKeys } = await import('../demo/keys.js');
+    for (const f of writeDemoKeys(opts.out)) console.log(f);
+  });
+
+program
+  .command('simulate')
+  .description('run a gateway simulator (antchain | zhima) in the foreground')
+  .argument('<kind>', 'antchain or zhima')
+  .option('--port <n>', 'port (0 = any free port)', '0')
+  .option('--host <host>', 'bind address', '127.0.0.1')
+  .option('--seed <n>', 'seed of the fault generator', '1')
+  .option('--faults <json>', 'fault settings, e.g. {"http5xxRate":0.1}')
+  .option('--access-key <ak>', 'antchain: the access key it accepts (secret from ANTCHAIN_ACCESS_SECRET)')
+  .option('--app-id <id>', 'zhima: the app id it accepts')
+  .option('--app-public-key <file>', 'zhima: app public key PEM (verifies requests)')
+  .option('--gateway-private-key <file>', 'zhima: gateway private key PEM (signs answers)')
+  .action(async (kind: string, opts) => {
+    const { simulate } = await import('./simulate.js');
+    const sim = await simulate(kind, opts);
+    console.log(JSON.stringify({ simulator: kind, url: sim.url }));
+    const stop = () => void sim.close().then(() => process.exit(0));
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+
+/** One line: the reason, with a config error's list of problems joined. */
+export function oneLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/:\s*\n\s*-\s*/, ': ').replace(/\s*\n\s*-\s*/g, '; ').replace(/\s*\n\s*/g, '; ');
+}

@@ -1,0 +1,202 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DeliveryOutcome } from '../core/sink.js';
+import type { ClaimedDelivery } from '../ledger/ledger.js';
+import type { IngestResult } from '../pipeline/ingest.js';
+import type { LiveProbe } from './probe.js';
+
+/**
+ * Prometheus metrics (prom-client, one registry per process so tests can build several).
+ *
+ * Counters and the latency histogram are fed by the app's hooks as things happen; the gauges
+ * (backlog, parked, slot lag, paused, connected) are read from the ledger, the source
+ * database and the live app at scrape time, through a snapshot shared by one scrape.
+ */
+export interface Metrics {
+  registry: Registry;
+  /** Pass to `createApp(config, { hooks })` (merge with others through `mergeHooks`). */
+  hooks: AppHooks;
+  /** Gives the gauges their data; until then they report nothing. */
+  attach(probe: LiveProbe): void;
+}
+
+export interface AppHooks {
+  onSettled?(sink: string, outcome: DeliveryOutcome, delivery: ClaimedDelivery, latencyMs: number): void;
+  onPauseChange?(sink: string, paused: boolean, reason?: string): void;
+  onIngested?(result: IngestResult): void;
+}
+
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+
+export function createMetrics(options: { defaultMetrics?: boolean; sinks?: readonly string[] } = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const sinks = options.sinks ?? [];
+  let probe: LiveProbe | undefined;
+
+  const eventsIngested = new Counter({
+    name: 'order_relay_events_classified_total',
+    help: 'Business events classified from source changes, by event code; repeats the ledger then drops by event id are counted too (see order_relay_events_stored_total).',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  const eventsStored = new Counter({
+    name: 'order_relay_events_stored_total',
+    help: 'Events stored as new in the ledger (not seen before under their deterministic id), each with its deliveries.',
+    registers: [registry],
+  });
+  const inputsParked = new Counter({
+    name: 'order_relay_inputs_parked_total',
+    help: 'Source input that could not become events and was parked with a reason.',
+    registers: [registry],
+  });
+  const deliveries = new Counter({
+    name: 'order_relay_deliveries_total',
+    help: 'Delivery attempts recorded in the ledger, by sink and outcome (delivered, retry, rejected, not_applicable, sink_failure).',
+    labelNames: ['sink', 'outcome'],
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: 'order_relay_delivery_retries_total',
+    help: 'Attempts that will be retried with the same idempotency key (transport errors, 5xx, busy answers, sink failures).',
+    labelNames: ['sink'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'order_relay_delivery_latency_seconds',
+    help: 'From the source commit of the change to the recorded delivery, per sink.',
+    labelNames: ['sink'],
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const pauses = new Counter({
+    name: 'order_relay_sink_pauses_total',
+    help: 'Times a sink was paused because the sink itself failed (credentials, clock skew, access).',
+    labelNames: ['sink'],
+    registers: [registry],
+  });
+  for (const sink of sinks) {
+    retries.inc({ sink }, 0);
+    latency.zero({ sink });
+    pauses.inc({ sink }, 0);
+  }
+
+  // Gauges read at scrape time. One snapshot serves every gauge of a scrape.
+  let snapshotAt = 0;
+  let snapshot: ReturnType<LiveProbe['snapshot']> | undefined;
+  const snap = () => {
+    if (!probe) return undefined;
+    if (!snapshot || Date.now() - snapshotAt > 500) {
+      snapshotAt = Date.now();
+      snapshot = probe.snapshot();
+    }
+    return snapshot;
+  };
+
+  const gauge = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    fill: (g: Gauge<L>, s: Awaited<ReturnType<LiveProbe['snapshot']>>) => void,
+  ) =>
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        const pending = snap();
+        if (!pending) return;
+        const s = await pending;
+        this.reset();
+        fill(this, s);
+      },
+    });
+
+  new Gauge({ name: 'order_relay_up', help: 'Always 1 while the process serves metrics.', registers: [registry] }).set(1);
+  gauge('order_relay_ledger_up', '1 when the last ledger query of this scrape succeeded.', [], (g, s) => g.set(s.ledgerError ? 0 : 1));
+  gauge('order_relay_backlog', 'Deliveries pending per sink (due now, waiting for a retry, or in flight).', ['sink'], (g, s) => {
+    for (const f of s.sinks) g.set({ sink: f.sink }, f.backlog);
+  });
+  gauge('order_relay_retrying', 'Pending deliveries per sink that have failed at least once.', ['sink'], (g, s) => {
+    for (const f of s.sinks) g.set({ sink: f.sink }, f.retrying);
+  });
+  gauge('order_relay_parked', 'Deliveries parked (rejected) per sink, waiting for replay or skip.', ['sink'], (g, s) => {
+    for (const f of s.sinks) g.set({ sink: f.sink }, f.parked);
+  });
+  gauge('order_relay_blocked', 'Pending deliveries per sink that wait behind a parked delivery of the same order.', ['sink'], (g, s) => {
+    for (const f of s.sinks) g.set({ sink: f.sink }, f.blocked);
+  });
+  gauge('order_relay_oldest_pending_seconds', 'Age of the oldest pending delivery per sink (0 when none).', ['sink'], (g, s) => {
+    for (const f of s.sinks) g.set({ sink: f.sink }, f.oldestPendingSeconds ?? 0);
+  });
+  gauge('order_relay_parked_inputs', 'Source input parked with a reason and not yet resolved.', [], (g, s) => {
+    if (s.parkedInputs !== undefined) g.set(s.parkedInputs);
+  });
+  gauge('order_relay_sink_paused', '1 while a sink is paused because the sink itself fails; its deliveries wait.', ['sink', 'reason'], (g, s) => {
+    for (const st of s.live.sinks) g.set({ sink: st.sink, reason: st.paused ? (st.pausedReason ?? '').slice(0, 120) : '' }, st.paused ? 1 : 0);
+  });
+  gauge('order_relay_sink_inflight', 'Attempts in flight per sink.', ['sink'], (g, s) => {
+    for (const st of s.live.sinks) g.set({ sink: st.sink }, st.inflight);
+  });
+  gauge('order_relay_source_connected', '1 while the source streams.', ['source'], (g, s) => {
+    for (const src of s.live.sources) g.set({ source: src.id }, src.connected ? 1 : 0);
+  });
+  gauge('order_relay_slot_lag_bytes', 'WAL bytes written since the replication slot\'s confirmed position.', ['source', 'slot'], (g, s) => {
+    for (const sl of s.slots) if (sl.lagBytes != null) g.set({ source: sl.source, slot: sl.slot }, sl.lagBytes);
+  });
+  gauge('order_relay_slot_retained_bytes', 'WAL bytes the replication slot keeps on the source server\'s disk.', ['source', 'slot'], (g, s) => {
+    for (const sl of s.slots) if (sl.retainedBytes != null) g.set({ source: sl.source, slot: sl.slot }, sl.retainedBytes);
+  });
+  gauge('order_relay_slot_active', '1 when the replication slot has a connected consumer.', ['source', 'slot'], (g, s) => {
+    for (const sl of s.slots) if (sl.exists) g.set({ source: sl.source, slot: sl.slot }, sl.active ? 1 : 0);
+  });
+
+  // A counter whose value lives in the source (health().reconnects): exported as a counter.
+  new Counter({
+    name: 'order_relay_source_reconnects_total',
+    help: 'Times the source reconnected after a drop (or retried while a standby).',
+    labelNames: ['source'],
+    registers: [registry],
+    async collect() {
+      const pending = snap();
+      if (!pending) return;
+      const s = await pending;
+      this.reset();
+      for (const src of s.live.sources) this.inc({ source: src.id }, src.reconnects);
+    },
+  });
+
+  const hooks: AppHooks = {
+    onSettled(sink, outcome, _delivery, latencyMs) {
+      deliveries.inc({ sink, outcome: outcome.status });
+      if (outcome.status === 'retry' || outcome.status === 'sink_failure') retries.inc({ sink });
+      if (outcome.status === 'delivered') latency.observe({ sink }, Math.max(0, latencyMs) / 1000);
+    },
+    onPauseChange(sink, paused) {
+      if (paused) pauses.inc({ sink });
+    },
+    onIngested(result) {
+      for (const [code, n] of Object.entries(result.codes)) eventsIngested.inc({ code }, n);
+      eventsStored.inc(result.inserted);
+      if (result.bad) inputsParked.inc(result.bad);
+    },
+  };
+
+  return {
+    registry,
+    hooks,
+    attach(p) {
+      probe = p;
+    },
+  };
+}
+
+/** Calls every hook set in turn. */
+export function mergeHooks(...all: Array<AppHooks | undefined>): AppHooks {
+  const list = all.filter((h): h is AppHooks => !!h);
+  return {
+    onSettled: (...a) => list.forEach((h) => h.onSettled?.(...a)),
+    onPauseChange: (...a) => list.forEach((h) => h.onPauseChange?.(...a)),
+    onIngested: (...a) => list.forEach((h) => h.onIngested?.(...a)),
+  };
+}

@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collectStatus, renderStatus } from '../../src/cli/status.js';
+import type { Config } from '../../src/config/schema.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { createOrderTables } from '../helpers/pipeline.js';
+import { operatorConfig, seedLedger, startSims } from './helpers.js';
+
+let db: TestDatabase;
+let sims: Awaited<ReturnType<typeof startSims>>;
+let config: Config;
+let seeded: Awaited<ReturnType<typeof seedLedger>>;
+
+beforeAll(async () => {
+  db = await createTestDatabase('status');
+  await createOrderTables(db.pool);
+  sims = await startSims();
+  config = operatorConfig(db.url, sims).config;
+  seeded = await seedLedger(db.pool, config.ledger.schema);
+  await db.pool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [config.source!.slot]);
+});
+
+afterAll(async () => {
+  await sims?.close();
+  await db?.drop();
+});
+
+describe('order-relay status', () => {
+  it('reports the figures of a known ledger per sink', async () => {
+    const r = await collectStatus(config);
+    const antchain = r.sinks.find((s) => s.sink === 'antchain')!;
+    expect(antchain).toMatchObject({
+      backlog: 3, // A/TC due, B/TC blocked behind the parked B/TS, C/TS waiting for its retry
+      due: 2,
+      retrying: 1,
+      parked: 1,
+      blocked: 1,
+      delivered: 2,
+      deliveredLastMinute: 1, // D/TS was delivered five minutes ago
+      notApplicable: 0,
+      paused: null, // no instance to ask
+    });
+    expect(antchain.oldestPendingSeconds).toBeGreaterThanOrEqual(90);
+    expect(antchain.oldestPendingSeconds).toBeLessThan(120);
+    expect(r.sinks.find((s) => s.sink === 'zhima')).toMatchObject({
+      backlog: 0, retrying: 0, parked: 1, blocked: 0, delivered: 1, deliveredLastMinute: 1, notApplicable: 1, oldestPendingSeconds: null,
+    });
+    expect(r.parkedInputs.count).toBe(2);
+    expect(r.parkedInputs.recent.map((p) => p.reason)).toEqual([
+      'public.orders order X1: status column "status" is missing or empty',
+      'public.orders: order number column "order_no" is missing or empty',
+    ]);
+    expect(r.ledger).toEqual({ schema: 'order_relay', version: 1, latest: 1 });
+    expect(r.live).toEqual({ url: null, reachable: false });
+  });
+
+  it('lists the last errors with the request id to quote to support', async () => {
+    const r = await collectStatus(config, { errors: 10 });
+    const rows = r.lastErrors.map((e) => ({ sink: e.sink, eventId: e.eventId, outcome: e.outcome, requestId: e.requestId, remoteCode: e.remoteCode }));
+    expect(rows).toHaveLength(3);
+    expect(rows).toEqual(
+      expect.arrayContaining([
+        { sink: 'antchain', eventId: seeded.B, outcome: 'rejected', requestId: `req-antchain-${seeded.B.slice(0, 6)}`, remoteCode: 'INVALID_EVENT' },
+        { sink: 'antchain', eventId: seeded.C, outcome: 'retry', requestId: `req-antchain-${seeded.C.slice(0, 6)}`, remoteCode: 'HTTP_503' },
+        { sink: 'zhima', eventId: seeded.B, outcome: 'rejected', requestId: `req-zhima-${seeded.B.slice(0, 6)}`, remoteCode: 'INVALID_EVENT' },
+      ]),
+    );
+    expect((await collectStatus(config, { errors: 1 })).lastErrors).toHaveLength(1);
+  });
+
+  it('shows the slot: confirmed LSN and lag in bytes that grows with unconsumed WAL; and stored Kafka offsets', async () => {
+    const before = (await collectStatus(config)).sources.find((s) => s.id === 'postgres');
+    const { rows } = await db.pool.query<{ confirmed: string }>(`SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`, [config.source!.slot]);
+    expect(before).toMatchObject({ kind: 'postgres', exists: true, active: false, confirmedLsn: rows[0]!.confirmed, checkpoint: '0/1234', walStatus: 'reserved' });
+    await db.pool.query(`INSERT INTO orders (order_no, status, movie_id, original_amount, paid_amount) SELECT 'L' || g, 'CREATED', 'm', 1, 1 FROM generate_series(1, 200) g`);
+    const after = (await collectStatus(config)).sources.find((s) => s.id === 'postgres');
+    if (before?.kind !== 'postgres' || after?.kind !== 'postgres') throw new Error('no postgres source');
+    expect(after.lagBytes!).toBeGreaterThan(before.lagBytes! + 10_000);
+    const kafka = (await collectStatus(config)).sources.find((s) => s.id === 'kafka');
+    expect(kafka).toMatchObject({ kind: 'stored', streams: [{ stream: 'orders/0', position: '41' }, { stream: 'orders/1', position: '7' }] });
+  });
+
+  it('renders a human table with every figure', async () => {
+    const text = renderStatus(await collectStatus(config));
+    expect(text).toMatch(/^SINK\s+STATE\s+BACKLOG\s+OLDEST PENDING\s+RETRYING\s+PARKED\s+BLOCKED\s+DELIVERED 1m\s+DELIVERED$/m);
+    expect(text).toMatch(/^antchain\s+\?\s+3\s+9\ds\s+1\s+1\s+1\s+1\s+2$/m);
+    expect(text).toMatch(new RegExp(`^postgres\\s+${config.source!.slot}\\s+no\\s+\\d+/[0-9A-F]+\\s+`, 'm'));
+    expect(text).toContain('parked inputs: 2');
+    expect(text).toContain(`req-antchain-${seeded.C.slice(0, 6)}`);
+  });
+
+  it('fails with a reason when the ledger is missing', async () => {
+    await expect(collectStatus({ ...config, ledger: { ...config.ledger, schema: 'nope' } })).rejects.toThrow(/ledger schema "nope" does not exist yet: run `order-relay migrate/);
+  });
+});
