@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { createPostgresSource } from '../connectors/sources/postgres/index.js';
+import { createPostgresSource, decodeTuple } from '../connectors/sources/postgres/index.js';
+import { createKafkaSource } from '../connectors/sources/kafka/index.js';
 import { createClassifier, qualify } from './classify/classifier.js';
 import type { Config } from './config/schema.js';
 import type { Row } from './core/events.js';
@@ -88,6 +89,14 @@ export function createApp(config: Config, deps: AppDeps): App {
     const fetchOrders = (orderNos: string[]) => fetchOrderRows(sourcePool, qualify(config.orders.table), config.orders.orderNo, orderNos);
     sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, fetchOrders }) });
   }
+  if (config.kafka) {
+    const source = createKafkaSource(config.kafka, {
+      logger,
+      loadCheckpoints: () => ledger.loadCheckpoints('kafka'),
+      ...(deps.env ? { env: deps.env } : {}),
+    });
+    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks }) });
+  }
 
   async function runSource({ source, ingest }: SourceRunner, signal: AbortSignal): Promise<void> {
     const checkpoints = await ledger.loadCheckpoints(source.id);
@@ -132,11 +141,22 @@ export function createApp(config: Config, deps: AppDeps): App {
   return { ledger, dispatcher, sources, sinks, run };
 }
 
+/**
+ * Orders the ledger never saw, read from the source table. Rows go through node-pg's type
+ * parsers and the stream's own decoding, so they look exactly like streamed rows.
+ */
 async function fetchOrderRows(pool: pg.Pool, table: string, column: string, orderNos: string[]): Promise<Map<string, Row>> {
   const [schema, name] = table.split('.') as [string, string];
-  const { rows } = await pool.query<{ k: string; row: Row }>(
-    `SELECT t."${column}"::text AS k, to_jsonb(t) AS row FROM "${schema}"."${name}" t WHERE t."${column}"::text = ANY($1::text[])`,
+  const { rows } = await pool.query<Record<string, unknown>>(
+    `SELECT t.*, t."${column}"::text AS "__order_relay_key" FROM "${schema}"."${name}" t WHERE t."${column}"::text = ANY($1::text[])`,
     [orderNos],
   );
-  return new Map(rows.map((r) => [r.k, r.row]));
+  const out = new Map<string, Row>();
+  for (const r of rows) {
+    const key = String(r.__order_relay_key);
+    delete r.__order_relay_key;
+    const decoded = decodeTuple(r);
+    if (decoded) out.set(key, decoded.row);
+  }
+  return out;
 }

@@ -14,7 +14,8 @@ export interface SinkDeps {
 
 /** The only place that knows every sink kind. */
 export function createSink(name: string, config: SinkConfig, deps: SinkDeps): Sink {
-  const common = { ...deps, name, logger: deps.logger.child({ component: 'sink', sink: name }) };
+  // Each sink binds its own component and name to the logger.
+  const common = { ...deps, name };
   switch (config.kind) {
     case 'antchain':
       return createAntchainSink(config, common);

@@ -220,7 +220,7 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
         toPark = toPark.filter((b) => !already.has(b.position));
       }
       // The ledger's append is one statement; run on this client it joins this transaction.
-      const ledger = createLedger(client as unknown as pg.Pool, schema);
+      const ledger = createLedger(client, schema);
       const stored = await ledger.append({
         source: BACKFILL_SOURCE,
         events: [...events.values()],

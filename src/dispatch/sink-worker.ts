@@ -50,6 +50,7 @@ export class SinkWorker {
   private wakePending = false;
   private readonly settleQueue: Settlement[] = [];
   private settling: Promise<void> | null = null;
+  private settleDeadline = Number.POSITIVE_INFINITY;
   private readonly pending = new Map<string, { delivery: ClaimedDelivery; outcome: DeliveryOutcome }>();
   private readonly queue: ClaimedDelivery[] = [];
   private paused: { code: string; message: string; since: Date; probeAt: number; backoff: number } | null = null;
@@ -103,6 +104,8 @@ export class SinkWorker {
       this.abort.abort();
       while (this.inflight > 0) await this.idle(50);
     }
+    this.settleDeadline = Date.now() + Math.max(drainMs, 1_000);
+    await this.settling;
     await this.flushSettles();
   }
 
@@ -244,9 +247,19 @@ export class SinkWorker {
     if (!this.settling) this.settling = this.flushSettles();
   }
 
-  /** Group commit: everything that finished while the previous write ran goes in the next one. */
+  /**
+   * Group commit: everything that finished while the previous write ran goes in the next one.
+   * Once stopping, it gives up when the ledger stays unreachable past the deadline: those
+   * deliveries keep their leases, come back when the leases end, and are sent again under
+   * the same idempotency key.
+   */
   private async flushSettles(): Promise<void> {
     while (this.settleQueue.length > 0) {
+      if (Date.now() > this.settleDeadline) {
+        this.log.error({ outcomes: this.settleQueue.length }, 'ledger unreachable at shutdown: outcomes not recorded; the deliveries will be retried under the same keys');
+        this.settleQueue.length = 0;
+        break;
+      }
       const batch = this.settleQueue.splice(0, 1000);
       try {
         await this.ledger.settle(batch);

@@ -57,7 +57,10 @@ export interface Settlement {
  * checkpoints, in one Postgres schema. Every state change is one SQL statement, so a
  * crash between any two calls leaves the ledger consistent.
  */
-export function createLedger(pool: pg.Pool, schema: string, options: { attemptHistory?: number } = {}) {
+/** A pool, or one client inside a transaction the caller controls (backfill pages). */
+export type Queryable = pg.Pool | pg.PoolClient;
+
+export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: string, options: { attemptHistory?: number } = {}) {
   const s = schema;
   const history = options.attemptHistory ?? 20;
 
@@ -255,4 +258,4 @@ export function createLedger(pool: pg.Pool, schema: string, options: { attemptHi
   };
 }
 
-export type Ledger = ReturnType<typeof createLedger>;
+export type Ledger = ReturnType<typeof createLedger<pg.Pool>>;

@@ -47,7 +47,7 @@ export function createAntchainSink(config: AntchainSinkConfig, deps: AntchainSin
   const dispatcher =
     deps.dispatcher ??
     new Agent({ keepAliveTimeout: 4_000, connections: config.concurrency, connect: { timeout: Math.min(config.timeout, 10_000) } });
-  const logger = deps.logger.child({ sink: name, kind: 'antchain' });
+  const logger = deps.logger.child({ component: 'sink', sink: name, kind: 'antchain' });
 
   function prepare(event: BusinessEvent, at: Date, reqMsgId: string): Prepared {
     if (!codes.has(event.code)) return { status: 'not_applicable', reason: `sink ${name} does not send ${event.code}` };

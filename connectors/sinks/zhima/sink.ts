@@ -40,7 +40,7 @@ const randomRequestId = (): string => randomBytes(16).toString('hex');
 export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): Sink {
   const name = deps.name ?? 'zhima';
   const material = loadSinkMaterial(config, deps.configPath ?? `sinks.${name}`, deps.env ?? process.env);
-  const log = deps.logger.child({ component: 'zhima-sink', sink: name });
+  const log = deps.logger.child({ component: 'sink', sink: name, kind: 'zhima' });
   const now = deps.now ?? (() => new Date());
   const nonce = deps.nonce ?? randomRequestId;
   const ownAgent = deps.dispatcher

@@ -48,6 +48,6 @@ export async function ensurePublicationAndSlot(client: pg.ClientBase, options: S
   }
   if (!options.create) throw new SlotMissingError(options.slot, 'create it with pg_create_logical_replication_slot(slot, \'pgoutput\'), or set source.create: true');
   await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [options.slot]);
-  logger.info({ slot: options.slot }, 'created replication slot');
+  logger.info('created replication slot');
   return { slotCreated: true };
 }
