@@ -22,6 +22,8 @@ export interface AppendInput {
 export interface AppendResult {
   /** Events new to the ledger (the rest were already there: same id). */
   inserted: number;
+  /** Of those, how many per event code. */
+  stored: Record<string, number>;
   /** New deliveries per sink. */
   deliveries: Record<string, number>;
 }
@@ -71,7 +73,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         FROM json_to_recordset($2::json) AS x(id text, code text, kind text, order_key text, order_no text,
              refund_id text, occurred_at timestamptz, committed_at timestamptz, position text, payload json)
       ON CONFLICT (id) DO NOTHING
-      RETURNING id
+      RETURNING id, code
     ), dl AS (
       INSERT INTO ${s}.deliveries (event_id, sink, order_key)
       SELECT d.event_id, d.sink, d.order_key
@@ -96,6 +98,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM ev)::int AS inserted,
+           (SELECT coalesce(jsonb_object_agg(code, n), '{}'::jsonb) FROM (SELECT code, count(*)::int AS n FROM ev GROUP BY code) g) AS stored,
            (SELECT coalesce(jsonb_object_agg(sink, n), '{}'::jsonb) FROM (SELECT sink, count(*)::int AS n FROM dl GROUP BY sink) g) AS deliveries,
            (SELECT count(*) FROM od) + (SELECT count(*) FROM pk) + (SELECT count(*) FROM cp) AS other`;
 
@@ -185,7 +188,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         sinks.map((sink) => ({ event_id: event.id, sink, order_key: event.orderKey })),
       );
       const orders = input.orders.map((o) => ({ order_no: o.orderNo, row: o.row }));
-      const { rows } = await pool.query<{ inserted: number; deliveries: Record<string, number> }>(appendSql, [
+      const { rows } = await pool.query<{ inserted: number; stored: Record<string, number>; deliveries: Record<string, number> }>(appendSql, [
         input.source,
         JSON.stringify(events),
         JSON.stringify(deliveries),
@@ -193,7 +196,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         JSON.stringify(input.bad),
         JSON.stringify(input.checkpoints),
       ]);
-      return { inserted: rows[0]!.inserted, deliveries: rows[0]!.deliveries };
+      return { inserted: rows[0]!.inserted, stored: rows[0]!.stored, deliveries: rows[0]!.deliveries };
     },
 
     async claim(sink: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {

@@ -41,7 +41,8 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
   });
   const eventsStored = new Counter({
     name: 'order_relay_events_stored_total',
-    help: 'Events stored as new in the ledger (not seen before under their deterministic id), each with its deliveries.',
+    help: 'Events stored as new in the ledger (not seen before under their deterministic id), each with its deliveries, by event code.',
+    labelNames: ['code'],
     registers: [registry],
   });
   const inputsParked = new Counter({
@@ -177,7 +178,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
     },
     onIngested(result) {
       for (const [code, n] of Object.entries(result.codes)) eventsIngested.inc({ code }, n);
-      eventsStored.inc(result.inserted);
+      for (const [code, n] of Object.entries(result.stored)) eventsStored.inc({ code }, n);
       if (result.bad) inputsParked.inc(result.bad);
     },
   };
