@@ -1,0 +1,720 @@
+/**
+ * `npm run bench`: throughput, latency and memory of order-relay against its physical limits,
+ * in one run on one machine (Postgres, both simulators and the connector share its cores).
+ *
+ * Phases (each in its own database and replication slot, so they do not disturb each other):
+ *   rsa      RSA-2048 signatures per second on one core (the Zhima sink's ceiling here).
+ *   decode   pg-logical-replication + pgoutput reading N pre-committed order inserts, manual ack,
+ *            doing nothing else: the ceiling for any Node client.
+ *   ingest   the connector on the same pre-generated WAL with both simulators hanging every
+ *            request (deliveries paused): time from its first ledger write until the ledger
+ *            checkpoint passes the last order's commit. This is also the backlog run for RSS.
+ *   drain    the simulators are released: deliveries of that backlog for --drain-seconds.
+ *   e2e      pre-generated WAL of M orders (purchases, check-ins, refunds) → effects at both
+ *            simulators, counted there (distinct idempotency keys); FIFO checked there too.
+ *   e2e80    the same with 80 ms ± 20 ms simulated latency at both simulators.
+ *   latency  500 events/s offered for --latency-seconds; commit time (from the WAL) to the
+ *            moment the last of the event's simulators recorded its effect.
+ *   backlog  (--backlog N) a separate N-event backlog for the memory ceiling.
+ *   peer     pg-transactional-outbox's replication listener with a no-op handler.
+ */
+import { performance } from 'node:perf_hooks';
+import { createPrivateKey, sign } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { parseLsn } from '../../connectors/sources/postgres/lsn.js';
+import { eventId } from '../../src/core/ids.js';
+import type { LocalPostgres } from '../../src/sandbox/postgres.js';
+import { explainLedger, renderPlans } from './explain.js';
+import {
+  connectorConfig,
+  cpuDelta,
+  cpuSeconds,
+  deepMerge,
+  createOrderDatabase,
+  createSlot,
+  insertOrdersBulk,
+  killAllChildren,
+  ledgerExists,
+  percentile,
+  PROJECT,
+  round,
+  sleep,
+  spawnConnector,
+  startServer,
+  startSims,
+  table,
+  writeConfigFile,
+  type AntchainStats,
+  type ConnectorProcess,
+  type Sims,
+  type ZhimaStats,
+} from './harness.js';
+import { profilesIn, renderProfile, summarizeProfile, type ProfileSummary } from './profile.js';
+
+export interface BenchOptions {
+  /** Order changes for decode and ingest (the backlog of the ingest phase). */
+  events: number;
+  /** Orders for each e2e phase (1.5 events per order on average). */
+  e2eOrders: number;
+  latencySeconds: number;
+  rate: number;
+  /** Extra backlog run with this many events (0 = only the ingest phase's backlog). */
+  backlog: number;
+  drainSeconds: number;
+  peerEvents: number;
+  /** Sink concurrency (per sink) for the e2e phases. */
+  concurrency: number;
+  concurrency80: number;
+  cpuProf: boolean;
+  /** Extra Postgres server settings (experiments, e.g. autovacuum timing). */
+  pgSettings: Record<string, string>;
+  /** Deep-merged over every generated connector config (experiments: batch sizes, pool size…). */
+  connectorOverrides: Record<string, unknown>;
+  /** Print the EXPLAIN ANALYZE plans of the ledger statements (they are always measured). */
+  explain: boolean;
+  log: (line: string) => void;
+}
+
+export function defaultOptions(events = 200_000): BenchOptions {
+  return {
+    events,
+    e2eOrders: Math.max(1000, Math.round(events / 40)),
+    latencySeconds: 20,
+    rate: 500,
+    backlog: 0,
+    drainSeconds: 20,
+    peerEvents: Math.max(500, Math.round(events / 40)),
+    concurrency: 64,
+    concurrency80: 256,
+    cpuProf: false,
+    explain: false,
+    connectorOverrides: {},
+    pgSettings: {},
+    log: (l) => process.stderr.write(`${l}\n`),
+  };
+}
+
+export interface BenchResult {
+  decode_eps: number;
+  ingest_eps: number;
+  e2e_eps: number;
+  e2e_eps_latency80: number;
+  p50_ms: number;
+  p99_ms: number;
+  rss_mb_peak: number;
+  rsa_sign_per_s: number;
+  peer_eps: number;
+  details: Record<string, unknown>;
+}
+
+const PAID_ALL = `'PAID'`;
+/** Purchases, check-ins and refunds: 1, 2 and 2 events; 1.5 per order. */
+const MIX = `CASE g % 4 WHEN 2 THEN 'USED' WHEN 3 THEN 'REFUNDED' ELSE 'PAID' END`;
+
+function mixEvents(prefix: string, n: number): Array<{ id: string; orderNo: string; code: string }> {
+  const out: Array<{ id: string; orderNo: string; code: string }> = [];
+  for (let g = 1; g <= n; g++) {
+    const orderNo = `${prefix}${g}`;
+    const codes = g % 4 === 2 ? ['TRADE_SUCCESS', 'TRADE_CONFIRM'] : g % 4 === 3 ? ['TRADE_SUCCESS', 'REFUND_SUCCESS'] : ['TRADE_SUCCESS'];
+    for (const code of codes) out.push({ id: eventId([PROJECT, orderNo, code]), orderNo, code });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function measureRsa(keyFile: string, ms = 1000): number {
+  const key = createPrivateKey(readFileSync(keyFile, 'utf8'));
+  // About the size of a real zhima.data.state.data.sync canonical string.
+  const data = Buffer.from('app_id=2021000000000001&biz_content=' + 'x'.repeat(560) + '&charset=utf-8&method=zhima.data.state.data.sync');
+  for (let i = 0; i < 50; i++) sign('sha256', data, key);
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    sign('sha256', data, key);
+    n++;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+/** The bare Node client: counts inserts until `expect`, acknowledging only at the end. */
+export async function measureDecode(url: string, slot: string, publication: string, expect: number): Promise<{ eps: number; seconds: number; lastCommitEnd: bigint }> {
+  const svc = new LogicalReplicationService({ connectionString: url }, { acknowledge: { auto: false, timeoutSeconds: 0 } });
+  let inserts = 0;
+  let last = '';
+  let t0 = 0;
+  const done = new Promise<number>((resolve, reject) => {
+    svc.on('data', (_lsn: string, m: Pgoutput.Message) => {
+      if (m.tag === 'insert') inserts++;
+      else if (m.tag === 'commit') {
+        last = m.commitEndLsn ?? last;
+        if (inserts >= expect) resolve(performance.now());
+      }
+    });
+    svc.on('heartbeat', (lsn: string, _ts: number, respond: boolean) => {
+      if (respond) void svc.acknowledge(last || lsn).catch(() => {});
+    });
+    svc.on('error', reject);
+  });
+  t0 = performance.now();
+  void svc.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [publication] }), slot).catch(() => {});
+  const t1 = await done;
+  await svc.acknowledge(last).catch(() => {});
+  await svc.stop().catch(() => {});
+  const seconds = (t1 - t0) / 1000;
+  return { eps: inserts / seconds, seconds, lastCommitEnd: parseLsn(last) };
+}
+
+async function dropSlot(url: string, slot: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    for (let i = 0; i < 50; i++) {
+      const { rows } = await c.query<{ active: boolean }>(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+      if (rows.length === 0) return;
+      if (!rows[0]!.active) {
+        await c.query(`SELECT pg_drop_replication_slot($1)`, [slot]);
+        return;
+      }
+      await sleep(100);
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+interface RunningConnector {
+  proc: ConnectorProcess;
+  profDir?: string;
+  startedAt: number;
+}
+
+function startConnector(sims: Sims, dbUrl: string, slot: string, schema: string, opts: BenchOptions, overrides: Record<string, unknown>): RunningConnector {
+  const raw = connectorConfig({ dbUrl, sims, slot, publication: 'relay_pub', ledgerSchema: schema, overrides: deepMerge(overrides, opts.connectorOverrides) });
+  const path = writeConfigFile(raw);
+  const profDir = opts.cpuProf ? mkdtempSync(join(tmpdir(), 'order-relay-prof-')) : undefined;
+  const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+  return { proc: spawnConnector(path, sims.env, { nodeArgs }), ...(profDir ? { profDir } : {}), startedAt: Date.now() };
+}
+
+async function stopConnector(rc: RunningConnector, profiles: Record<string, ProfileSummary>, phase: string, log: (l: string) => void): Promise<void> {
+  await rc.proc.stop(15_000);
+  if (rc.profDir) {
+    for (const f of profilesIn(rc.profDir)) {
+      const s = summarizeProfile(f);
+      profiles[phase] = s;
+      log(renderProfile(s));
+    }
+  }
+}
+
+function sinkOverrides(concurrency: number): Record<string, unknown> {
+  return {
+    sinks: {
+      antchain: { concurrency, timeout: '5s', retry: { initialBackoff: '200ms', maxBackoff: '2s' } },
+      zhima: { concurrency, timeout: '5s', retry: { initialBackoff: '200ms', maxBackoff: '2s' } },
+    },
+    dispatcher: { drainTimeout: '2s' },
+  };
+}
+
+/** Polls `check` every `everyMs` until it returns true; throws after `timeoutMs` with `what`. */
+async function until(check: () => Promise<boolean>, what: string, timeoutMs: number, everyMs = 50, proc?: ConnectorProcess): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return Date.now();
+    if (proc && proc.child.exitCode !== null) throw new Error(`connector exited while waiting for ${what}: ${proc.output().slice(-3000)}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${proc ? `: ${proc.output().slice(-2000)}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Committed transactions in a database so far (pg_stat_database; flushed by the stats collector within ~0.5 s). */
+async function xacts(pool: pg.Pool, db: string): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(`SELECT pg_stat_clear_snapshot(), (SELECT xact_commit FROM pg_stat_database WHERE datname = $1)::text AS n`, [db]);
+  return Number(rows[0]!.n);
+}
+
+async function checkpointAt(pool: pg.Pool, schema: string): Promise<bigint> {
+  const { rows } = await pool.query<{ p: string }>(`SELECT (position::pg_lsn - '0/0')::text AS p FROM ${schema}.checkpoints WHERE source = 'postgres' AND stream = 'slot'`);
+  return rows[0] ? BigInt(rows[0].p) : 0n;
+}
+
+async function firstAppendAt(pool: pg.Pool, schema: string): Promise<number> {
+  const { rows } = await pool.query<{ t: Date }>(`SELECT min(created_at) AS t FROM ${schema}.events`);
+  return rows[0]!.t.getTime();
+}
+
+/** Effects at both simulators, keyed by idempotency key (= event id), with their times. */
+async function effectTimes(sims: Sims): Promise<{ antchain: Map<string, number>; zhima: Map<string, number>; a: AntchainStats; z: ZhimaStats }> {
+  const [a, z] = await Promise.all([sims.antchain.stats<AntchainStats>(), sims.zhima.stats<ZhimaStats>()]);
+  return {
+    antchain: new Map(a.effectList.map((e) => [e.requestId, Date.parse(e.at)])),
+    zhima: new Map(z.effectsList.map((e) => [e.out_biz_no, Date.parse(e.time)])),
+    a,
+    z,
+  };
+}
+
+/** Zhima effects in recorded order: a REFUND/USED state before the order's BUY is a FIFO violation. */
+function zhimaOrderViolations(z: ZhimaStats, byId: Map<string, { orderNo: string; code: string }>): number {
+  const bought = new Set<string>();
+  let bad = 0;
+  for (const e of z.effectsList) {
+    const ev = byId.get(e.out_biz_no);
+    if (!ev) continue;
+    if (ev.code === 'TRADE_SUCCESS') bought.add(ev.orderNo);
+    else if (!bought.has(ev.orderNo)) bad++;
+  }
+  return bad;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export async function runBench(opts: BenchOptions): Promise<BenchResult> {
+  const log = opts.log;
+  const details: Record<string, unknown> = { method: {} };
+  const method = details.method as Record<string, string>;
+  const profiles: Record<string, ProfileSummary> = {};
+  const rss: Record<string, number> = {};
+  let server: LocalPostgres | undefined;
+  let sims: Sims | undefined;
+  const onSigint = () => {
+    killAllChildren();
+    void server?.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSigint);
+  const t0 = Date.now();
+  const cpu: Record<string, Record<string, number>> = {};
+  const cores = availableParallelism();
+  /** Starts CPU accounting of a phase; the returned function ends it and logs the split. */
+  const account = (phase: string, connectorPid: () => number | undefined) => {
+    const pids = () => ({ connector: connectorPid(), antchain_sim: sims?.antchain.pid, zhima_sim: sims?.zhima.pid, bench: process.pid });
+    const before = cpuSeconds(pids(), server?.dataDir);
+    const wall0 = Date.now();
+    return () => {
+      const d = cpuDelta(before, cpuSeconds(pids(), server?.dataDir));
+      const wall = (Date.now() - wall0) / 1000;
+      cpu[phase] = { wall_s: round(wall, 2), ...d, idle: round(Math.max(0, cores * wall - (d.machine ?? 0)), 2) };
+      log(`  cpu ${phase}: ${Object.entries(cpu[phase]!).map(([k, v]) => `${k} ${v}`).join(', ')} (seconds)`);
+    };
+  };
+  try {
+    details.loadavg_at_start = loadavg().map((l) => round(l, 2));
+    log(`bench: starting postgres and simulators (load average ${details.loadavg_at_start})`);
+    server = await startServer(opts.pgSettings);
+    sims = await startSims();
+    details.postgres = server.binDir;
+
+    // --- rsa -----------------------------------------------------------------------------
+    const rsa = measureRsa(sims.keys.appPrivate);
+    log(`rsa: ${round(rsa)} RSA-2048 signatures/s on one core`);
+    method.rsa_sign_per_s = 'node:crypto sign(sha256, ~640 B, RSA-2048 PKCS#1 v1.5) in a tight loop for 1 s on the main thread';
+
+    // --- decode + ingest (+ the backlog of the ingest phase) ------------------------------
+    const N = opts.events;
+    const ingestUrl = await createOrderDatabase(server.url, 'bench_ingest');
+    await createSlot(ingestUrl, 'decode_slot', 'relay_pub');
+    await createSlot(ingestUrl, 'relay_slot', 'relay_pub');
+    log(`ingest: pre-generating ${N} committed order inserts (500 rows per transaction)`);
+    let tg = Date.now();
+    await insertOrdersBulk(ingestUrl, { prefix: 'I', from: 1, to: N, txnRows: 500, statusSql: PAID_ALL });
+    details.pregenerate_s = round((Date.now() - tg) / 1000, 1);
+
+    const decode = await measureDecode(ingestUrl, 'decode_slot', 'relay_pub', N);
+    await dropSlot(ingestUrl, 'decode_slot');
+    log(`decode: ${N} inserts in ${round(decode.seconds, 2)} s = ${round(decode.eps)} /s`);
+    method.decode_eps = 'pg-logical-replication 2.5 + pgoutput proto 1, manual ack, counting inserts; subscribe() to the commit of the last row';
+
+    await sims.antchain.setFaults({ hangRate: 1 });
+    await sims.zhima.setFaults({ hangRate: 1 });
+    const ledgerPool = new pg.Pool({ connectionString: ingestUrl, max: 2 });
+    let rc = startConnector(sims, ingestUrl, 'relay_slot', 'ledger_ingest', opts, sinkOverrides(opts.concurrency));
+    const ingestRc = rc;
+    let endCpu = account('ingest', () => ingestRc.proc.pid);
+    const doneAt = await until(
+      async () => (await ledgerExists(ledgerPool, 'ledger_ingest')) && (await checkpointAt(ledgerPool, 'ledger_ingest')) >= decode.lastCommitEnd,
+      'the ingest checkpoint',
+      600_000,
+      20,
+      rc.proc,
+    );
+    const firstAt = await firstAppendAt(ledgerPool, 'ledger_ingest');
+    const counts = (await ledgerPool.query<{ e: number; d: number }>(`SELECT (SELECT count(*) FROM ledger_ingest.events)::int AS e, (SELECT count(*) FROM ledger_ingest.deliveries)::int AS d`)).rows[0]!;
+    endCpu();
+    const ingestSeconds = (doneAt - firstAt) / 1000;
+    const ingestEps = counts.e / ingestSeconds;
+    rss.ingest_backlog = rc.proc.memory.peakMb;
+    log(`ingest: ${counts.e} events + ${counts.d} deliveries in ${round(ingestSeconds, 2)} s = ${round(ingestEps)} events/s (connector RSS peak ${round(rc.proc.memory.peakMb)} MB)`);
+    method.ingest_eps =
+      'WAL pre-generated (N inserts committed before the connector starts); deliveries paused (both simulators hang every request); ' +
+      'from the first ledger append (min(events.created_at)) until the ledger checkpoint passes the last commit (polled every 20 ms)';
+    if (counts.e !== N || counts.d !== 2 * N) throw new Error(`ingest: expected ${N} events and ${2 * N} deliveries, ledger has ${counts.e} and ${counts.d}`);
+
+    // The ledger statements on a full backlog, as the connector runs them (rolled back).
+    const plans = await explainLedger(ingestUrl, 'ledger_ingest', { batch: 5000, sink: 'zhima' });
+    details.ledger_statements_ms = Object.fromEntries(plans.map((p) => [p.statement, p.executionMs]));
+    log(`ledger statements with ${counts.d} deliveries pending: ${plans.map((p) => `${p.statement} ${p.executionMs} ms`).join('; ')}`);
+    if (opts.explain) log(renderPlans(plans));
+
+    // Resume deliveries: the backlog drains.
+    await sims.antchain.clearFaults();
+    await sims.zhima.clearFaults();
+    await sims.antchain.reset();
+    await sims.zhima.reset();
+    tg = Date.now();
+    endCpu = account('drain', () => ingestRc.proc.pid);
+    await sleep(opts.drainSeconds * 1000);
+    endCpu();
+    const drained = await effectTimes(sims);
+    const drainSeconds = (Date.now() - tg) / 1000;
+    const drainDeliveries = drained.antchain.size + drained.zhima.size;
+    rss.ingest_backlog_resumed = rc.proc.memory.peakMb;
+    log(`drain: ${drainDeliveries} deliveries accepted at the simulators in ${round(drainSeconds, 1)} s = ${round(drainDeliveries / drainSeconds)} deliveries/s from a ${N}-event backlog (RSS peak ${round(rc.proc.memory.peakMb)} MB)`);
+    // The same statements once the planner has statistics for the grown tables (diagnostic only:
+    // the connector never runs ANALYZE itself; autovacuum does, on its own schedule).
+    await stopConnector(rc, profiles, 'ingest+drain', log);
+    await ledgerPool.query(`ANALYZE ledger_ingest.deliveries; ANALYZE ledger_ingest.events`);
+    const analyzed = await explainLedger(ingestUrl, 'ledger_ingest', { batch: 5000, sink: 'zhima' });
+    details.ledger_statements_ms_after_analyze = Object.fromEntries(analyzed.map((p) => [p.statement, p.executionMs]));
+    log(`ledger statements after ANALYZE: ${analyzed.map((p) => `${p.statement} ${p.executionMs} ms`).join('; ')}`);
+    if (opts.explain) log(renderPlans(analyzed));
+    await ledgerPool.end();
+    details.drain = { seconds: round(drainSeconds, 1), deliveries: drainDeliveries, deliveries_per_s: round(drainDeliveries / drainSeconds) };
+
+    // --- e2e and e2e80 on one pre-generated WAL, two slots -------------------------------
+    const M = opts.e2eOrders;
+    const e2eUrl = await createOrderDatabase(server.url, 'bench_e2e');
+    await createSlot(e2eUrl, 'relay_a', 'relay_pub');
+    await createSlot(e2eUrl, 'relay_b', 'relay_pub');
+    await insertOrdersBulk(e2eUrl, { prefix: 'E', from: 1, to: M, txnRows: 500, statusSql: MIX });
+    const expected = mixEvents('E', M);
+    const byId = new Map(expected.map((e) => [e.id, e]));
+    const e2ePool = new pg.Pool({ connectionString: e2eUrl, max: 2 });
+
+    const e2ePhase = async (name: string, slot: string, schema: string, concurrency: number) => {
+      await sims!.antchain.reset();
+      await sims!.zhima.reset();
+      const rc = startConnector(sims!, e2eUrl, slot, schema, opts, sinkOverrides(concurrency));
+      const end = account(name, () => rc.proc.pid);
+      const x0 = await xacts(e2ePool, 'bench_e2e');
+      await until(
+        async () => {
+          if (!(await ledgerExists(e2ePool, schema))) return false;
+          const { rows } = await e2ePool.query<{ n: number; pending: number }>(
+            `SELECT (SELECT count(*) FROM ${schema}.deliveries)::int AS n, (SELECT count(*) FROM ${schema}.deliveries WHERE status = 'pending')::int AS pending`,
+          );
+          return rows[0]!.n === expected.length * 2 && rows[0]!.pending === 0;
+        },
+        `${name}: every delivery settled`,
+        600_000,
+        200,
+        rc.proc,
+      );
+      end();
+      const first = await firstAppendAt(e2ePool, schema);
+      const fx = await effectTimes(sims!);
+      let last = 0;
+      let both = 0;
+      for (const e of expected) {
+        const a = fx.antchain.get(e.id);
+        const z = fx.zhima.get(e.id);
+        if (a !== undefined && z !== undefined) {
+          both++;
+          last = Math.max(last, a, z);
+        }
+      }
+      const seconds = (last - first) / 1000;
+      const violations = fx.a.violations.filter((v) => v.reason === 'ORDER_BEFORE_TRADE_SUCCESS').length + zhimaOrderViolations(fx.z, byId);
+      const unexpected = [...fx.antchain.keys(), ...fx.zhima.keys()].filter((k) => !byId.has(k)).length;
+      rss[name] = rc.proc.memory.peakMb;
+      log(
+        `${name}: ${both}/${expected.length} events delivered at both simulators in ${round(seconds, 2)} s = ${round(both / seconds)} events/s ` +
+          `(${round((2 * both) / seconds)} deliveries/s; concurrency ${concurrency}/sink; FIFO violations ${violations}; unexpected keys ${unexpected}; ` +
+          `requests ${fx.a.requests}+${fx.z.requests}; antchain TCP connections ${(fx.a as AntchainStats & { connections?: number }).connections ?? '?'}; RSS peak ${round(rc.proc.memory.peakMb)} MB; start-up to first append ${first - rc.startedAt} ms)`,
+      );
+      await stopConnector(rc, profiles, name, log);
+      // Backends flush their statistics when they exit: count after the connector is gone.
+      await sleep(1000);
+      const txPerEvent = ((await xacts(e2ePool, 'bench_e2e')) - x0) / expected.length;
+      log(`${name}: ${round(txPerEvent, 1)} connector transactions per event in the source/ledger database (claims, settles, appends, lookups)`);
+      return { eps: both / seconds, db_transactions_per_event: round(txPerEvent, 1), both, expected: expected.length, seconds: round(seconds, 2), fifo_violations: violations, unexpected_keys: unexpected, concurrency, requests: fx.a.requests + fx.z.requests };
+    };
+
+    const e2e = await e2ePhase('e2e', 'relay_a', 'ledger_a', opts.concurrency);
+    await sims.antchain.setFaults({ latencyMs: 60, jitterMs: 40 });
+    await sims.zhima.setFaults({ latencyMs: 60, jitterMs: 40 });
+    const e2e80 = await e2ePhase('e2e80', 'relay_b', 'ledger_b', opts.concurrency80);
+    await sims.antchain.clearFaults();
+    await sims.zhima.clearFaults();
+    details.e2e = e2e;
+    details.e2e80 = e2e80;
+    method.e2e_eps =
+      `WAL pre-generated (${M} orders: 50% PAID, 25% USED, 25% REFUNDED → ${expected.length} events, every one for both sinks); ` +
+      'from the first ledger append to the last effect recorded at either simulator; counted as event ids accepted at BOTH simulators';
+    method.e2e_eps_latency80 = 'as e2e_eps with latencyMs 60 + jitterMs 40 (uniform 60–100 ms) at both simulators; FIFO per order checked at the simulators';
+    await dropSlot(e2eUrl, 'relay_a');
+    await dropSlot(e2eUrl, 'relay_b');
+
+    // --- latency at a fixed offered load -----------------------------------------------------
+    await sims.antchain.reset();
+    await sims.zhima.reset();
+    await createSlot(e2eUrl, 'relay_c', 'relay_pub');
+    rc = startConnector(sims, e2eUrl, 'relay_c', 'ledger_c', opts, sinkOverrides(opts.concurrency));
+    await until(
+      async () => {
+        const { rows } = await e2ePool.query<{ a: boolean }>(`SELECT active AS a FROM pg_replication_slots WHERE slot_name = 'relay_c'`);
+        return rows[0]?.a === true && (await ledgerExists(e2ePool, 'ledger_c'));
+      },
+      'latency: connector streaming',
+      60_000,
+      50,
+      rc.proc,
+    );
+    const offered = opts.rate * opts.latencySeconds;
+    const loadPool = new pg.Pool({ connectionString: e2eUrl, max: 8 });
+    log(`latency: offering ${opts.rate} events/s for ${opts.latencySeconds} s (one PAID order per transaction)`);
+    const latRc = rc;
+    endCpu = account('latency', () => latRc.proc.pid);
+    const lx0 = await xacts(e2ePool, 'bench_e2e');
+    let issued = 0;
+    const inflight: Array<Promise<unknown>> = [];
+    const lt0 = performance.now();
+    while (issued < offered) {
+      const due = Math.min(offered, Math.floor(((performance.now() - lt0) / 1000) * opts.rate));
+      while (issued < due) {
+        issued++;
+        inflight.push(
+          loadPool.query(
+            `INSERT INTO orders (order_no, status, buyer_phone, alipay_user_id, movie_id, cinema_id, cinema_name, schedule_id, seat_ids, show_start, ticket_count, original_amount, paid_amount)
+             VALUES ($1, 'PAID', '13800138000', '2088000000000042', '1303902', 7, 'Cinema', 'S1', '5-6', '2026-12-01 19:30:00', 2, 90.00, 80.00)`,
+            [`L${issued}`],
+          ),
+        );
+      }
+      await sleep(2);
+    }
+    await Promise.all(inflight);
+    const offeredSeconds = (performance.now() - lt0) / 1000;
+    await loadPool.end();
+    await until(
+      async () => {
+        const { rows } = await e2ePool.query<{ n: number; pending: number }>(
+          `SELECT (SELECT count(*) FROM ledger_c.deliveries)::int AS n, (SELECT count(*) FROM ledger_c.deliveries WHERE status = 'pending')::int AS pending`,
+        );
+        return rows[0]!.n === offered * 2 && rows[0]!.pending === 0;
+      },
+      'latency: every delivery settled',
+      120_000,
+      200,
+      rc.proc,
+    );
+    endCpu();
+    const commits = (await e2ePool.query<{ id: string; t: Date; c: Date }>(`SELECT id, committed_at AS t, created_at AS c FROM ledger_c.events`)).rows;
+    const fx = await effectTimes(sims);
+    const lat: number[] = [];
+    const latPerDelivery: number[] = [];
+    // Split: commit → ledger append (created_at: start of the append transaction) and append → effects.
+    const toLedger: number[] = [];
+    const toEffect: number[] = [];
+    for (const c of commits) {
+      const a = fx.antchain.get(c.id);
+      const z = fx.zhima.get(c.id);
+      if (a === undefined || z === undefined) continue;
+      lat.push(Math.max(a, z) - c.t.getTime());
+      toLedger.push(c.c.getTime() - c.t.getTime());
+      toEffect.push(Math.max(a, z) - c.c.getTime());
+      latPerDelivery.push(a - c.t.getTime(), z - c.t.getTime());
+    }
+    lat.sort((x, y) => x - y);
+    latPerDelivery.sort((x, y) => x - y);
+    toLedger.sort((x, y) => x - y);
+    toEffect.sort((x, y) => x - y);
+    const p50 = percentile(lat, 50);
+    const p99 = percentile(lat, 99);
+    rss.latency = rc.proc.memory.peakMb;
+    log(
+      `latency: ${lat.length}/${offered} events at both simulators; offered ${round(offered / offeredSeconds)} /s; commit→delivered at both: p50 ${p50} ms, p99 ${p99} ms, max ${lat[lat.length - 1]} ms; ` +
+        `per delivery p50 ${percentile(latPerDelivery, 50)} ms, p99 ${percentile(latPerDelivery, 99)} ms; ` +
+        `commit→ledger p50 ${percentile(toLedger, 50)} / p99 ${percentile(toLedger, 99)} ms, ledger→both effects p50 ${percentile(toEffect, 50)} / p99 ${percentile(toEffect, 99)} ms`,
+    );
+    await stopConnector(rc, profiles, 'latency', log);
+    await sleep(1000);
+    // Minus the offered inserts themselves: what the connector ran per event.
+    const latTxPerEvent = ((await xacts(e2ePool, 'bench_e2e')) - lx0 - offered) / offered;
+    log(`latency: ${round(latTxPerEvent, 1)} connector transactions per event in the source/ledger database (claims, settles, appends, lookups)`);
+    details.latency = {
+      events: lat.length,
+      offered_per_s: round(offered / offeredSeconds),
+      p50_ms: p50,
+      p90_ms: percentile(lat, 90),
+      p99_ms: p99,
+      max_ms: lat[lat.length - 1],
+      per_delivery_p50_ms: percentile(latPerDelivery, 50),
+      per_delivery_p99_ms: percentile(latPerDelivery, 99),
+      db_transactions_per_event: round(latTxPerEvent, 1),
+      commit_to_ledger_p50_ms: percentile(toLedger, 50),
+      commit_to_ledger_p99_ms: percentile(toLedger, 99),
+      ledger_to_effects_p50_ms: percentile(toEffect, 50),
+      ledger_to_effects_p99_ms: percentile(toEffect, 99),
+    };
+    method.p50_ms =
+      'commit timestamp from the WAL (events.committed_at) to the later of the two effect timestamps recorded by the simulators; same host clock, ms resolution';
+    await dropSlot(e2eUrl, 'relay_c');
+    await e2ePool.end();
+
+    // --- optional separate backlog run ----------------------------------------------------
+    if (opts.backlog > 0) {
+      const B = opts.backlog;
+      const bUrl = await createOrderDatabase(server.url, 'bench_backlog');
+      await createSlot(bUrl, 'relay_bl', 'relay_pub');
+      log(`backlog: pre-generating ${B} order inserts`);
+      await insertOrdersBulk(bUrl, { prefix: 'B', from: 1, to: B, txnRows: 500, statusSql: PAID_ALL });
+      await sims.antchain.setFaults({ hangRate: 1 });
+      await sims.zhima.setFaults({ hangRate: 1 });
+      const bPool = new pg.Pool({ connectionString: bUrl, max: 2 });
+      const brc = startConnector(sims, bUrl, 'relay_bl', 'ledger_bl', opts, sinkOverrides(opts.concurrency));
+      const bDone = await until(
+        async () => (await ledgerExists(bPool, 'ledger_bl')) && (await bPool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ledger_bl.events`)).rows[0]!.n >= B,
+        'backlog ingest',
+        3_600_000,
+        1000,
+        brc.proc,
+      );
+      const bFirst = await firstAppendAt(bPool, 'ledger_bl');
+      const ingestPeak = brc.proc.memory.peakMb;
+      log(`backlog: ${B} events ingested in ${round((bDone - bFirst) / 1000, 1)} s with deliveries paused; RSS peak ${round(ingestPeak)} MB`);
+      await sims.antchain.clearFaults();
+      await sims.zhima.clearFaults();
+      await sims.antchain.reset();
+      await sims.zhima.reset();
+      const bt = Date.now();
+      await sleep(opts.drainSeconds * 1000);
+      const { rows } = await bPool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ledger_bl.deliveries WHERE status = 'delivered'`);
+      const bSeconds = (Date.now() - bt) / 1000;
+      rss.backlog = brc.proc.memory.peakMb;
+      log(`backlog: resumed for ${round(bSeconds, 1)} s: ${rows[0]!.n} deliveries recorded delivered in the ledger; RSS peak ${round(brc.proc.memory.peakMb)} MB`);
+      details.backlog = { events: B, ingest_s: round((bDone - bFirst) / 1000, 1), ingest_rss_mb: round(ingestPeak), resumed_s: round(bSeconds, 1), delivered: rows[0]!.n, rss_mb_peak: round(brc.proc.memory.peakMb) };
+      await stopConnector(brc, profiles, 'backlog', log);
+      await bPool.end();
+      await dropSlot(bUrl, 'relay_bl');
+    }
+
+    // --- peer ----------------------------------------------------------------------------------
+    const peer = await measurePeer(server.url, opts.peerEvents, log);
+    method.peer_eps = `pg-transactional-outbox 0.5.7 replication listener, default (mutex) concurrency controller, no-op handler, ${opts.peerEvents} pre-committed outbox rows carrying the same order rows; listener start to last handled`;
+
+    const rssPeak = Math.max(...Object.values(rss));
+    details.rss_mb_by_phase = Object.fromEntries(Object.entries(rss).map(([k, v]) => [k, round(v)]));
+    method.rss_mb_peak = 'VmHWM of the connector process (/proc/<pid>/status, sampled every 100 ms), highest over every phase; the ingest phase is a backlog run (deliveries paused, then resumed)';
+    details.cpu_seconds = cpu;
+    if (Object.keys(profiles).length) details.profiles = profiles;
+    details.seconds = round((Date.now() - t0) / 1000, 1);
+    details.loadavg_at_end = loadavg().map((l) => round(l, 2));
+    details.machine = { cores, node: process.version };
+    details.options = { pgSettings: opts.pgSettings, connectorOverrides: opts.connectorOverrides, events: opts.events, e2eOrders: opts.e2eOrders, latencySeconds: opts.latencySeconds, rate: opts.rate, backlog: opts.backlog, drainSeconds: opts.drainSeconds, peerEvents: opts.peerEvents, concurrency: opts.concurrency, concurrency80: opts.concurrency80 };
+    return {
+      decode_eps: round(decode.eps),
+      ingest_eps: round(ingestEps),
+      e2e_eps: round(e2e.eps),
+      e2e_eps_latency80: round(e2e80.eps),
+      p50_ms: p50,
+      p99_ms: p99,
+      rss_mb_peak: round(rssPeak),
+      rsa_sign_per_s: round(rsa),
+      peer_eps: round(peer.eps),
+      details,
+    };
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    await sims?.stop().catch(() => {});
+    killAllChildren();
+    await server?.stop().catch(() => {});
+  }
+}
+
+/** pg-transactional-outbox: its replication listener with a no-op handler over K outbox rows. */
+export async function measurePeer(serverUrl: string, k: number, log: (l: string) => void): Promise<{ eps: number; seconds: number }> {
+  const outbox = await import('pg-transactional-outbox');
+  const url = await createOrderDatabase(serverUrl, 'bench_outbox');
+  const setup = { outboxOrInbox: 'outbox' as const, database: 'bench_outbox', schema: 'public', table: 'outbox', listenerRole: 'postgres', publication: 'outbox_pub', replicationSlot: 'outbox_slot' };
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  await c.query(outbox.DatabaseSetup.dropAndCreateTable(setup));
+  await c.query(outbox.DatabaseSetup.setupReplicationCore(setup));
+  await c.query(outbox.DatabaseSetup.setupReplicationSlot(setup));
+  await c.end();
+  await insertOrdersBulk(url, { prefix: 'P', from: 1, to: k, txnRows: 500, statusSql: PAID_ALL });
+  const w = new pg.Client({ connectionString: url });
+  await w.connect();
+  for (let lo = 1; lo <= k; lo += 500) {
+    await w.query(
+      `INSERT INTO public.outbox (id, aggregate_type, aggregate_id, message_type, payload)
+       SELECT gen_random_uuid(), 'order', o.order_no, 'TRADE_SUCCESS', to_jsonb(o) FROM orders o WHERE o.id BETWEEN $1 AND $2`,
+      [lo, Math.min(k, lo + 499)],
+    );
+  }
+  await w.end();
+  let handled = 0;
+  let resolveDone: () => void = () => {};
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const t0 = performance.now();
+  const [shutdown] = outbox.initializeReplicationMessageListener(
+    {
+      outboxOrInbox: 'outbox',
+      dbListenerConfig: { connectionString: url },
+      dbHandlerConfig: { connectionString: url },
+      settings: {
+        dbSchema: 'public',
+        dbTable: 'outbox',
+        dbPublication: 'outbox_pub',
+        dbReplicationSlot: 'outbox_slot',
+        enableMaxAttemptsProtection: false,
+        enablePoisonousMessageProtection: false,
+        messageCleanupIntervalInMs: 0,
+      },
+    },
+    {
+      handle: async () => {
+        handled++;
+        if (handled >= k) resolveDone();
+      },
+    },
+    outbox.getDisabledLogger(),
+  );
+  const timeout = setTimeout(() => resolveDone(), 300_000);
+  await done;
+  clearTimeout(timeout);
+  const seconds = (performance.now() - t0) / 1000;
+  await shutdown().catch(() => {});
+  log(`peer: pg-transactional-outbox handled ${handled}/${k} in ${round(seconds, 2)} s = ${round(handled / seconds)} /s`);
+  return { eps: handled / seconds, seconds };
+}
+
+export const TARGETS: Record<string, { op: '>=' | '<='; value: number }> = {
+  ingest_eps: { op: '>=', value: 50_000 },
+  e2e_eps: { op: '>=', value: 2_000 },
+  e2e_eps_latency80: { op: '>=', value: 1_000 },
+  p99_ms: { op: '<=', value: 50 },
+  rss_mb_peak: { op: '<=', value: 200 },
+};
+
+export function renderResult(r: BenchResult): string {
+  const keys = ['decode_eps', 'ingest_eps', 'e2e_eps', 'e2e_eps_latency80', 'p50_ms', 'p99_ms', 'rss_mb_peak', 'rsa_sign_per_s', 'peer_eps'] as const;
+  const rows = keys.map((k) => {
+    const t = TARGETS[k];
+    const v = r[k];
+    const verdict = !t ? '' : (t.op === '>=' ? v >= t.value : v <= t.value) ? 'met' : 'MISSED';
+    return [k, v, t ? `${t.op} ${t.value}` : '', verdict];
+  });
+  const method = (r.details.method ?? {}) as Record<string, string>;
+  return [table(['metric', 'value', 'target', ''], rows), '', 'how each figure was measured:', ...Object.entries(method).map(([k, v]) => `  ${k}: ${v}`)].join('\n');
+}
+
+export function cleanupTemp(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}

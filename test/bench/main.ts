@@ -1,0 +1,80 @@
+/**
+ * `npm run bench [-- --events N] [--json] [--cpu-prof] [--backlog N] …`
+ * Prints a table; with --json, one JSON object on the last line.
+ */
+import { parseArgs } from 'node:util';
+import { defaultOptions, renderResult, runBench } from './bench.js';
+
+const { values } = parseArgs({
+  options: {
+    events: { type: 'string' },
+    'e2e-orders': { type: 'string' },
+    'latency-seconds': { type: 'string' },
+    rate: { type: 'string' },
+    backlog: { type: 'string' },
+    'drain-seconds': { type: 'string' },
+    'peer-events': { type: 'string' },
+    concurrency: { type: 'string' },
+    'concurrency-80': { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
+    explain: { type: 'boolean', default: false },
+    'connector-config': { type: 'string' },
+    'pg-settings': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(`npm run bench -- [options]
+  --events N            order changes for decode/ingest (default 200000); other sizes scale from it
+  --e2e-orders N        orders per e2e phase (default events/40; 1.5 events per order)
+  --latency-seconds S   duration of the 500 events/s latency run (default 20)
+  --rate R              offered events/s for the latency run (default 500)
+  --backlog N           extra backlog run of N events for the memory ceiling (e.g. 1000000)
+  --drain-seconds S     how long a paused backlog is resumed and measured (default 20)
+  --peer-events N       rows for pg-transactional-outbox (default events/40)
+  --concurrency N       per-sink concurrency for e2e and latency (default 64)
+  --concurrency-80 N    per-sink concurrency for the 80 ms run (default 256)
+  --connector-config J  JSON deep-merged over every connector config, e.g. '{"source":{"maxBatchChanges":1000}}'
+  --pg-settings J       JSON of extra postgres -c settings, e.g. '{"autovacuum_naptime":"1s"}'
+  --explain             print EXPLAIN ANALYZE plans of the ledger's append/claim/settle on the backlog
+  --cpu-prof            profile the connector (node --cpu-prof) and print where its time went
+  --json                print one JSON object on the last line
+`);
+  process.exit(0);
+}
+
+const num = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
+  return n;
+};
+
+const opts = defaultOptions(num(values.events, 'events'));
+const set = <K extends keyof typeof opts>(k: K, v: (typeof opts)[K] | undefined) => {
+  if (v !== undefined) opts[k] = v;
+};
+set('e2eOrders', num(values['e2e-orders'], 'e2e-orders'));
+set('latencySeconds', num(values['latency-seconds'], 'latency-seconds'));
+set('rate', num(values.rate, 'rate'));
+set('backlog', num(values.backlog, 'backlog'));
+set('drainSeconds', num(values['drain-seconds'], 'drain-seconds'));
+set('peerEvents', num(values['peer-events'], 'peer-events'));
+set('concurrency', num(values.concurrency, 'concurrency'));
+set('concurrency80', num(values['concurrency-80'], 'concurrency-80'));
+opts.cpuProf = values['cpu-prof'] ?? false;
+opts.explain = values.explain ?? false;
+if (values['pg-settings']) opts.pgSettings = JSON.parse(values['pg-settings']) as Record<string, string>;
+if (values['connector-config']) opts.connectorOverrides = JSON.parse(values['connector-config']) as Record<string, unknown>;
+
+try {
+  const result = await runBench(opts);
+  process.stdout.write(`\n${renderResult(result)}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+} catch (err) {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+}

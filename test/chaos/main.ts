@@ -1,0 +1,74 @@
+/**
+ * `npm run chaos [-- --seed N] [--short] [--json] [--duration S] [--kills N] …`
+ * Prints a summary; with --json, one JSON object on the last line. Exits 1 when an invariant
+ * breaks (the seed is printed so the run can be replayed).
+ */
+import { parseArgs } from 'node:util';
+import { kcatAvailable, LONG, renderReport, runChaos, SHORT, type ChaosOptions } from './chaos.js';
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: 'string' },
+    short: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    kills: { type: 'string' },
+    'pg-restarts': { type: 'string' },
+    'fault-windows': { type: 'string' },
+    rate: { type: 'string' },
+    'drain-timeout': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    sabotage: { type: 'string' },
+    kafka: { type: 'boolean' },
+    'no-kafka': { type: 'boolean' },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(`npm run chaos -- [options]
+  --seed N            seed of the load, the fault plan and the simulators' dice (default: random, printed)
+  --short             the short variant the test suite runs (${SHORT.duration} s, ${SHORT.kills} kills)
+  --duration S        seconds of load (default ${LONG.duration})
+  --kills N           SIGKILLs of the connector (default ${LONG.kills})
+  --pg-restarts N     Postgres restarts (default ${LONG.pgRestarts})
+  --fault-windows N   simulator fault windows (default ${LONG.faultWindows})
+  --rate R            load operations per second (default ${LONG.rate})
+  --drain-timeout S   seconds allowed for the final drain (default ${LONG.drainTimeout})
+  --kafka / --no-kafka  also stream orders through a mock Kafka cluster (default: on for the
+                      long run when kcat is installed, off for --short)
+  --sabotage KIND     self-test of the checker: lost | duplicate (the run must then FAIL)
+  --json              one JSON object on the last line
+`);
+  process.exit(0);
+}
+
+const base = values.short ? SHORT : LONG;
+const int = (v: string | undefined, fallback: number): number => (v === undefined ? fallback : Number(v));
+const opts: ChaosOptions = {
+  seed: int(values.seed, Math.floor(Math.random() * 2 ** 31)),
+  duration: int(values.duration, base.duration),
+  kills: int(values.kills, base.kills),
+  pgRestarts: int(values['pg-restarts'], base.pgRestarts),
+  faultWindows: int(values['fault-windows'], base.faultWindows),
+  rate: int(values.rate, base.rate),
+  drainTimeout: int(values['drain-timeout'], base.drainTimeout),
+  kafka: values['no-kafka'] ? false : values.kafka ?? (!values.short && kcatAvailable()),
+  ...(values.sabotage === 'lost' || values.sabotage === 'duplicate' ? { sabotage: values.sabotage } : {}),
+  log: (l) => process.stderr.write(`${l}\n`),
+};
+for (const [k, v] of Object.entries(opts)) {
+  if (typeof v === 'number' && (!Number.isFinite(v) || v < 0)) {
+    process.stderr.write(`chaos: --${k} must be a non-negative number\n`);
+    process.exit(2);
+  }
+}
+
+try {
+  const report = await runChaos(opts);
+  process.stdout.write(`\n${renderReport(report)}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+  process.exit(report.ok ? 0 : 1);
+} catch (err) {
+  process.stderr.write(`chaos failed (seed ${opts.seed}): ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+}
