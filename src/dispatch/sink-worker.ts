@@ -53,6 +53,7 @@ export class SinkWorker {
   private settleDeadline = Number.POSITIVE_INFINITY;
   private readonly pending = new Map<string, { delivery: ClaimedDelivery; outcome: DeliveryOutcome }>();
   private readonly queue: ClaimedDelivery[] = [];
+  private exhausted = false;
   private paused: { code: string; message: string; since: Date; probeAt: number; backoff: number } | null = null;
   private readonly bucket: TokenBucket | undefined;
   private readonly abort = new AbortController();
@@ -78,7 +79,14 @@ export class SinkWorker {
     this.loopDone = this.loop();
   }
 
+  /** New deliveries may exist (ingest stored some): claim again. */
   wake(): void {
+    this.exhausted = false;
+    this.kick();
+  }
+
+  /** Re-run the loop (an attempt finished: start the next queued one). */
+  private kick(): void {
     this.wakePending = true;
     this.wakeup?.();
   }
@@ -131,19 +139,36 @@ export class SinkWorker {
         started = true;
         if (probing) break;
       }
-      const want = (probing ? 1 : 2 * this.policy.concurrency) - this.inflight - this.queue.length;
-      if (want > 0 && !(probing && this.inflight > 0)) {
-        try {
-          const claimed = await this.ledger.claim(this.sink.name, Math.min(want, this.options.claimBatch), this.policy.timeout + this.options.leaseMargin);
-          this.queue.push(...claimed);
-          if (claimed.length > 0) continue;
-        } catch (err) {
-          this.log.warn({ err: String(err) }, 'claim failed; will retry');
-        }
+      if (await this.refill(probing)) continue;
+      if (!started) {
+        const timedOut = await this.idle(this.options.pollInterval);
+        // Retries come due with time, not with a wake-up: look again after every poll interval.
+        if (timedOut) this.exhausted = false;
       }
-      if (!started) await this.idle(this.options.pollInterval);
     }
     await this.release();
+  }
+
+  /**
+   * Claims more when the queue runs low. After a claim that came back short, the ledger has
+   * nothing more due: wait for new deliveries (a wake-up from ingest) or the poll timer
+   * instead of asking again after every finished attempt.
+   */
+  private async refill(probing: boolean): Promise<boolean> {
+    if (this.exhausted) return false;
+    if (probing ? this.inflight + this.queue.length > 0 : this.queue.length >= Math.ceil(this.policy.concurrency / 2)) return false;
+    const want = Math.min((probing ? 1 : 2 * this.policy.concurrency) - this.inflight - this.queue.length, this.options.claimBatch);
+    if (want <= 0) return false;
+    try {
+      const claimed = await this.ledger.claim(this.sink.name, want, this.policy.timeout + this.options.leaseMargin);
+      this.queue.push(...claimed);
+      if (claimed.length < want) this.exhausted = true;
+      return claimed.length > 0;
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'claim failed; will retry');
+      this.exhausted = true;
+      return false;
+    }
   }
 
   /** Gives queued, unstarted claims back to the ledger (their attempt never happened). */
@@ -158,22 +183,23 @@ export class SinkWorker {
     }
   }
 
-  /** Waits for `ms` or a wake-up, whichever comes first. */
-  private idle(ms: number): Promise<void> {
+  /** Waits for `ms` or a wake-up, whichever comes first; true when the time ran out. */
+  private idle(ms: number): Promise<boolean> {
     if (this.wakePending) {
       this.wakePending = false;
-      return Promise.resolve();
+      return Promise.resolve(false);
     }
     return new Promise((resolve) => {
-      const t = setTimeout(done, Math.max(0, ms));
       const self = this;
-      function done() {
+      const t = setTimeout(() => done(true), Math.max(0, ms));
+      function done(timedOut = false) {
         clearTimeout(t);
-        if (self.wakeup === done) self.wakeup = null;
+        if (self.wakeup === wake) self.wakeup = null;
         self.wakePending = false;
-        resolve();
+        resolve(timedOut);
       }
-      this.wakeup = done;
+      const wake = () => done(false);
+      this.wakeup = wake;
     });
   }
 
@@ -201,7 +227,7 @@ export class SinkWorker {
     this.pending.set(delivery.id, { delivery, outcome });
     this.enqueueSettle(this.toSettlement(delivery, outcome));
     this.inflight--;
-    this.wake();
+    this.kick();
   }
 
   /**

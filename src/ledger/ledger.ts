@@ -65,6 +65,21 @@ export type Queryable = pg.Pool | pg.PoolClient;
 export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: string, options: { attemptHistory?: number } = {}) {
   const s = schema;
   const history = options.attemptHistory ?? 20;
+  // Fresh statistics keep claim and settle on their indexes while the tables grow fast.
+  let rowsSinceAnalyze = 0;
+  let lastAnalyze = 0;
+  let analyzing = false;
+  function noteGrowth(rows: number): void {
+    rowsSinceAnalyze += rows;
+    if (analyzing || rowsSinceAnalyze < 20_000 || Date.now() - lastAnalyze < 10_000) return;
+    analyzing = true;
+    rowsSinceAnalyze = 0;
+    lastAnalyze = Date.now();
+    pool
+      .query(`ANALYZE ${s}.deliveries, ${s}.events`)
+      .catch(() => {}) // best effort: autovacuum analyzes too
+      .finally(() => (analyzing = false));
+  }
 
   const appendSql = /* sql */ `
     WITH ev AS (
@@ -107,10 +122,14 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       SELECT d.event_id, d.sink FROM ${s}.deliveries d
        WHERE d.sink = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
          AND (d.lease_until IS NULL OR d.lease_until < now())
+         -- OFFSET 0 keeps this a probe of deliveries_fifo per candidate. Without it, a
+         -- freshly grown table without statistics gets an anti join over every pending
+         -- row (measured 1.3 s per claim at 100k pending, 1.5 ms with the probe).
          AND NOT EXISTS (
                SELECT 1 FROM ${s}.deliveries e
                 WHERE e.sink = d.sink AND e.order_key = d.order_key AND e.id < d.id
-                  AND e.status IN ('pending', 'rejected'))
+                  AND e.status IN ('pending', 'rejected')
+               OFFSET 0)
        ORDER BY d.next_attempt_at, d.id
        LIMIT $2
        FOR UPDATE OF d SKIP LOCKED
@@ -196,7 +215,9 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         JSON.stringify(input.bad),
         JSON.stringify(input.checkpoints),
       ]);
-      return { inserted: rows[0]!.inserted, stored: rows[0]!.stored, deliveries: rows[0]!.deliveries };
+      const result = { inserted: rows[0]!.inserted, stored: rows[0]!.stored, deliveries: rows[0]!.deliveries };
+      noteGrowth(result.inserted + Object.values(result.deliveries).reduce((a, b) => a + b, 0));
+      return result;
     },
 
     async claim(sink: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {

@@ -26,6 +26,8 @@ export async function createTestDatabase(prefix = 't'): Promise<TestDatabase> {
   await admin.end();
   const url = withDatabase(serverUrl, name);
   const pool = new pg.Pool({ connectionString: url, max: 4 });
+  // An idle client killed by the server (a restart, the final DROP) must not crash the run.
+  pool.on('error', () => {});
   return {
     url,
     name,
@@ -39,6 +41,14 @@ export async function createTestDatabase(prefix = 't'): Promise<TestDatabase> {
         [name],
       );
       await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, [name]).catch(() => {});
+      // pool.end() resolves while its clients' goodbyes are still on the wire; forcing the
+      // drop then would kill them mid-close. Let them go first (bounded), then force.
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline) {
+        const { rows } = await c.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`, [name]);
+        if (rows[0].n === 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();
     },

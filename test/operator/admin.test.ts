@@ -83,6 +83,8 @@ describe('admin listener', () => {
     await db.pool.query(`UPDATE orders SET status = 'USED' WHERE order_no = 'M01'`);
     await db.pool.query(`UPDATE orders SET status = '' WHERE order_no = 'M02'`); // a bad row: parked input
     await waitFor(() => sims.zhima.stats().effects >= 3, 'zhima effects');
+    // An effect at the gateway comes a moment before its outcome is recorded (and counted).
+    await waitFor(async () => sample((await get('/metrics')).body, 'order_relay_delivery_latency_seconds_count', { sink: 'zhima' }) === 3, 'zhima outcomes recorded');
     await waitFor(() => connector.probe.live().sinks.find((s) => s.sink === 'antchain')?.paused, 'antchain paused');
 
     const ready = await get('/readyz');
