@@ -114,8 +114,24 @@ export function createApp(config: Config, deps: AppDeps): App {
     );
   }
 
+  /** Start-up meets a database that may be restarting: retry the migration with backoff. */
+  async function migrateWithRetry(signal: AbortSignal): Promise<void> {
+    for (let wait = 250; ; wait = Math.min(wait * 2, 10_000)) {
+      try {
+        await migrateLedger(config);
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        const transient = code === '57P03' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === '57P01';
+        if (!transient || signal.aborted) throw err;
+        logger.warn({ component: 'ledger', err: String(err), retryInMs: wait }, 'ledger not reachable yet; retrying');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
   async function run(signal: AbortSignal): Promise<void> {
-    await migrateLedger(config);
+    await migrateWithRetry(signal);
     dispatcher.start();
     // One source failing for good stops the others: the process exits and is restarted.
     const all = new AbortController();
