@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { antchainSinkSchema } from '../../connectors/sinks/antchain/index.js';
 import { zhimaSinkSchema } from '../../connectors/sinks/zhima/index.js';
 import { postgresSourceSchema } from '../../connectors/sources/postgres/config.js';
+import { kafkaSourceSchema, unknownKafkaTables } from '../../connectors/sources/kafka/config.js';
 import { TRADE_CODES } from '../core/events.js';
 import { duration, identifier, tableName } from './units.js';
 
@@ -49,6 +50,8 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Postgres logical replication of the order tables. */
   source: postgresSourceSchema.optional(),
+  /** Kafka topics: Debezium change events, plain JSON order rows, page visits. */
+  kafka: kafkaSourceSchema.optional(),
   orders: ordersTableSchema,
   refunds: refundsTableSchema.optional(),
   sinks: z.record(identifier(), sinkSchema).refine((s) => Object.keys(s).length > 0, 'expected at least one sink'),
@@ -72,7 +75,14 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
-}).refine((c) => c.source !== undefined, { message: 'expected a source: "source" (postgres)', path: ['source'] });
+})
+  .refine((c) => c.source !== undefined || c.kafka !== undefined, { message: 'expected a source: "source" (postgres) and/or "kafka"', path: ['source'] })
+  .superRefine((c, ctx) => {
+    const tables = [c.orders.table, ...(c.refunds ? [c.refunds.table] : [])];
+    for (const { index, table } of unknownKafkaTables(c.kafka, tables)) {
+      ctx.addIssue({ code: 'custom', path: ['kafka', 'topics', index, 'table'], message: `"${table}" is neither orders.table nor refunds.table: every record would be ignored` });
+    }
+  });
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

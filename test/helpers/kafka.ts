@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Kafka, Partitioners, logLevel, type Producer } from 'kafkajs';
 
@@ -83,37 +83,34 @@ export async function createTestProducer(brokers: string[]): Promise<Producer> {
 
 export interface TestRecord {
   key?: string;
+  /** The partition to write to; default: the key's partition (Java-compatible hash), or round robin. */
+  partition?: number;
   /** A JSON value (serialised here), a raw string (`raw: true`, sent as is), or null (a tombstone). */
   value: unknown;
   raw?: boolean;
 }
 
-export async function produce(producer: Producer, topic: string, records: TestRecord[]): Promise<void> {
-  await producer.send({
+/**
+ * Produces `records` in order and returns where each landed. Records with an explicit
+ * partition get exact offsets: one send's messages to one partition are appended
+ * consecutively from the base offset the broker reports.
+ */
+export async function produce(producer: Producer, topic: string, records: TestRecord[]): Promise<Array<{ partition: number; offset: string }>> {
+  const meta = await producer.send({
     topic,
     acks: -1,
     messages: records.map((r) => ({
       key: r.key ?? null,
+      ...(r.partition !== undefined ? { partition: r.partition } : {}),
       value: r.value === null ? null : r.raw ? String(r.value) : JSON.stringify(r.value),
     })),
   });
-}
-
-/** The end offset (high watermark) of every partition of `topics`, as `${topic}/${partition}` → offset. */
-export async function endOffsets(brokers: string[], topics: string[]): Promise<Map<string, string>> {
-  const admin = new Kafka({ clientId: 'test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const out = new Map<string, string>();
-    for (const topic of topics) {
-      for (const p of await admin.fetchTopicOffsets(topic)) out.set(`${topic}/${p.partition}`, p.high);
-    }
-    return out;
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-export function kill(child: ChildProcess | undefined): void {
-  if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  const base = new Map(meta.map((m) => [m.partition, BigInt(m.baseOffset ?? '0')]));
+  const seen = new Map<number, bigint>();
+  return records.map((r) => {
+    if (r.partition === undefined) return { partition: -1, offset: '-1' };
+    const n = seen.get(r.partition) ?? 0n;
+    seen.set(r.partition, n + 1n);
+    return { partition: r.partition, offset: ((base.get(r.partition) ?? 0n) + n).toString() };
+  });
 }
