@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { seededRandom as prng } from '../core/random.js';
+import { sleep } from '../core/sleep.js';
 import { eventId } from '../core/ids.js';
 
 /**
@@ -37,17 +39,6 @@ export interface GeneratorStats {
 
 const TICK_MS = 100;
 
-/** mulberry32. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const CINEMAS = [
   { id: 7, name: 'Wanda CBD IMAX', address: 'Jianguo Rd 93, Chaoyang, Beijing', location: '116.47,39.91' },
@@ -227,15 +218,3 @@ export function createGenerator(options: { orders: number; rate: number; seed: n
   };
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

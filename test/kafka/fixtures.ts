@@ -250,14 +250,4 @@ export async function waitFor<T>(what: string, probe: () => Promise<T>, check: (
   return last;
 }
 
-/** A small seeded PRNG, so a failing random schedule can be replayed with its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as prng } from '../../src/core/random.js';

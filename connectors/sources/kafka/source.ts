@@ -1,3 +1,4 @@
+import { sleep } from '../../../src/core/sleep.js';
 import type { ConnectionOptions } from 'node:tls';
 import { Kafka, logLevel as KafkaLogLevel, type Consumer, type EachBatchPayload, type KafkaConfig, type LogEntry, type SASLOptions } from 'kafkajs';
 import { resolveSecret } from '../../../src/config/secrets.js';
@@ -397,17 +398,4 @@ function rootCause(err: unknown): Error {
   let e: unknown = err;
   for (let i = 0; i < 10 && e instanceof Error && 'cause' in e && e.cause instanceof Error; i++) e = e.cause;
   return e instanceof Error ? e : new Error(String(e));
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

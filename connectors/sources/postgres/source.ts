@@ -1,3 +1,4 @@
+import { sleep } from '../../../src/core/sleep.js';
 import pg from 'pg';
 import type { Logger } from '../../../src/log.js';
 import type { Checkpoint, Source, SourceBatch, SourceHealth } from '../../../src/core/source.js';
@@ -139,17 +140,4 @@ function classify(err: unknown, slot: string): Error {
   if (code === '55006') return new SlotInUseError(slot, message);
   if (code === '42704' && /replication slot/.test(message)) return new SlotMissingError(slot, 'it was dropped while order-relay was running');
   return err instanceof Error ? err : new Error(message);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

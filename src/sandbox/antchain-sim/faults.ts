@@ -77,14 +77,4 @@ export function rollFaults(faults: AntchainFaults, random: () => number): FaultR
   };
 }
 
-/** mulberry32: tiny, fast, and good enough to spread faults; not for anything secret. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+export { seededRandom } from '../../core/random.js';

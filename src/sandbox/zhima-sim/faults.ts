@@ -44,17 +44,7 @@ export function mergeFaults(current: ZhimaFaults, update: unknown): ZhimaFaults 
 
 export type FaultKind = 'http5xx' | 'code20000' | 'hang' | 'dropAfterCommit' | 'corruptSignature';
 
-/** mulberry32: tiny, fast, good enough to spread faults; not for anything secret. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+export { seededRandom } from '../../core/random.js';
 
 /** The faults one request will suffer, drawn up front so every request consumes the same draws. */
 export interface FaultPlan {
