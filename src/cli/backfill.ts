@@ -230,7 +230,7 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
       });
       if (orders.size) {
         await client.query(
-          `INSERT INTO ${schema}.orders (order_no, row) SELECT o.order_no, o.row FROM jsonb_to_recordset($1::jsonb) AS o(order_no text, row jsonb)
+          `INSERT INTO ${schema}.orders (order_no, row) SELECT o.order_no, o.row FROM json_to_recordset($1::json) AS o(order_no text, row json)
            ON CONFLICT (order_no) DO NOTHING`,
           [JSON.stringify([...orders].map(([order_no, row]) => ({ order_no, row })))],
         );

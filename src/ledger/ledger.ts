@@ -99,7 +99,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       RETURNING sink
     ), od AS (
       INSERT INTO ${s}.orders (order_no, row)
-      SELECT o.order_no, o.row FROM json_to_recordset($4::json) AS o(order_no text, row jsonb)
+      SELECT o.order_no, o.row FROM json_to_recordset($4::json) AS o(order_no text, row json)
       ON CONFLICT (order_no) DO UPDATE SET row = EXCLUDED.row, updated_at = now()
       RETURNING 1
     ), pk AS (
