@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -86,8 +85,6 @@ export interface DemoReport {
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
-  // The simulators' shutdown signal gets one listener per delayed answer: many at once here.
-  setMaxListeners(1_000);
   const w = (line = '') => o.out.write(`${line}\n`);
   const problems: string[] = [];
   const work = mkdtempSync(join(tmpdir(), 'order-relay-demo-'));

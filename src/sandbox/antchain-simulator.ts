@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -55,6 +56,8 @@ export async function startAntchainSimulator(options: AntchainSimulatorOptions):
   let state = new SimState();
   let random = seededRandom(seed);
   const closing = new AbortController();
+  // Every delayed answer listens for close: as many listeners as requests in flight.
+  setMaxListeners(0, closing.signal);
   let connections = 0;
 
   const sim = {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { randomBytes, createPrivateKey, createPublicKey } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -77,6 +78,8 @@ export async function startZhimaSimulator(options: ZhimaSimulatorOptions): Promi
   let random = seededRandom(seed);
   const ledger = new EffectLedger();
   const closing = new AbortController();
+  // Every delayed answer listens for close: as many listeners as requests in flight.
+  setMaxListeners(0, closing.signal);
 
   function answer(res: ServerResponse, reply: Answer, corrupt = false): void {
     log.debug({ code: reply.fields.code, subCode: reply.fields.sub_code }, 'answer');
