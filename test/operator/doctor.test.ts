@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { doctor, renderChecks, type Check } from '../../src/cli/doctor.js';
 import { migrateLedger } from '../../src/app.js';
-import { freePort } from '../../src/sandbox/postgres.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { createOrderTables } from '../helpers/pipeline.js';
 import { operatorConfig, startSims } from './helpers.js';
@@ -69,7 +68,9 @@ describe('order-relay doctor', () => {
     url.username = role;
     const garbageKey = join(sims.keyDir, 'garbage.pem');
     writeFileSync(garbageKey, '-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n');
-    const closed = await freePort();
+    // Port 2 on loopback: nothing listens there, so the refusal is certain (a free port picked
+    // now could be taken by another test's server before doctor connects; fetch bars port 1).
+    const closed = 2;
     const { config } = operatorConfig(url.toString(), sims, {
       source: { create: false },
       sinks: { antchain: { endpoint: `http://127.0.0.1:${closed}/gateway.do` }, zhima: { privateKey: { file: garbageKey } } },
