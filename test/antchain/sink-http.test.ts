@@ -220,8 +220,8 @@ describe('answers the simulator never gives', () => {
   });
 
   it('a refused connection → retry', async () => {
-    const endpoint = await fakeGateway({ status: 200, body: '' });
-    await closers.pop()!(); // close the server again: nothing listens on that port now
+    // Port 2 on loopback: nothing listens there, and no parallel test can take it.
+    const endpoint = 'http://127.0.0.1:2/gateway.do';
     const sink = createAntchainSink(sinkConfig({ endpoint }), { logger: silentLogger(), env: TEST_ENV });
     closers.push(() => sink.close());
     expectRetry(await sink.deliver(trade(31), live()), /ECONNREFUSED/);

@@ -222,9 +222,8 @@ describe('zhima sink transport', () => {
   });
 
   it('a refused connection is a retry', async () => {
-    const closed = await startZhimaSimulator({ appId: APP_ID, appPublicKeyPem: APP_PUBLIC, gatewayPrivateKeyPem: GATEWAY_PRIVATE });
-    const deadUrl = closed.url;
-    await closed.close();
+    // Port 2 on loopback: nothing listens there, and no parallel test can take it.
+    const deadUrl = 'http://127.0.0.1:2/gateway.do';
     const dead = createZhimaSink(parseConfig({ endpoint: deadUrl }), { logger: silentLogger() });
     expectRetry(await dead.deliver(tradeEvent(), signal), 'CONNECT_ERROR');
     await dead.close();
