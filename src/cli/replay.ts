@@ -68,20 +68,7 @@ export async function matchParked(pool: pg.Pool, schema: string, f: DeliveryFilt
 export async function replayDeliveries(pool: pg.Pool, schema: string, f: DeliveryFilter, options: { includeSkipped?: boolean } = {}): Promise<number> {
   checkFilter(f);
   const filter = { ...(f.eventIds?.length ? { eventIds: f.eventIds } : {}), ...(f.sink ? { sink: f.sink } : {}), ...(f.code ? { code: f.code } : {}) };
-  let n = await createLedger(pool, schema).replay(filter);
-  if (options.includeSkipped) {
-    const r = await pool.query(
-      `UPDATE ${schema}.deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL, updated_at = now()
-         FROM ${schema}.events e
-        WHERE e.id = d.event_id AND d.status = 'skipped'
-          AND ($1::text[] IS NULL OR d.event_id = ANY($1::text[]))
-          AND ($2::text IS NULL OR d.sink = $2)
-          AND ($3::text IS NULL OR e.code = $3)`,
-      [filter.eventIds ?? null, filter.sink ?? null, filter.code ?? null],
-    );
-    n += r.rowCount ?? 0;
-  }
-  return n;
+  return createLedger(pool, schema).replay(filter, options);
 }
 
 /**

@@ -266,16 +266,19 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       );
     },
 
-    /** Re-queues parked deliveries (same delivery, same event id, so the same idempotency key). */
-    async replay(filter: { eventIds?: string[]; sink?: string; code?: string; all?: boolean }): Promise<number> {
+    /**
+     * Re-queues parked deliveries (same delivery, same event id, so the same idempotency key);
+     * with `includeSkipped`, also those an operator skipped.
+     */
+    async replay(filter: { eventIds?: string[]; sink?: string; code?: string; all?: boolean }, options: { includeSkipped?: boolean } = {}): Promise<number> {
       const { rowCount } = await pool.query(
         `UPDATE ${s}.deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL, updated_at = now()
            FROM ${s}.events e
-          WHERE e.id = d.event_id AND d.status = 'rejected'
+          WHERE e.id = d.event_id AND d.status = ANY($4::text[])
             AND ($1::text[] IS NULL OR d.event_id = ANY($1::text[]))
             AND ($2::text IS NULL OR d.sink = $2)
             AND ($3::text IS NULL OR e.code = $3)`,
-        [filter.eventIds ?? null, filter.sink ?? null, filter.code ?? null],
+        [filter.eventIds ?? null, filter.sink ?? null, filter.code ?? null, options.includeSkipped ? ['rejected', 'skipped'] : ['rejected']],
       );
       return rowCount ?? 0;
     },
