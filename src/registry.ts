@@ -1,16 +1,12 @@
 import { createAntchainSink } from '../connectors/sinks/antchain/index.js';
 import { createZhimaSink } from '../connectors/sinks/zhima/index.js';
-import type { Sink } from './core/sink.js';
+import type { Sink, SinkDeps } from './core/sink.js';
+
+export type { SinkDeps };
 import type { SinkConfig } from './config/schema.js';
 import type { SinkPolicy } from './dispatch/sink-worker.js';
 import type { Logger } from './log.js';
 
-export interface SinkDeps {
-  logger: Logger;
-  env?: NodeJS.ProcessEnv;
-  now?: () => Date;
-  nonce?: () => string;
-}
 
 /** The only place that knows every sink kind. */
 export function createSink(name: string, config: SinkConfig, deps: SinkDeps): Sink {

@@ -1,3 +1,5 @@
+import type { Dispatcher } from 'undici';
+import type { Logger } from '../log.js';
 import type { BusinessEvent } from './events.js';
 
 /**
@@ -73,4 +75,19 @@ export interface Sink {
   deliver(event: BusinessEvent, signal: AbortSignal): Promise<DeliveryOutcome>;
   preview(event: BusinessEvent, options: PreviewOptions): PreviewResult;
   close(): Promise<void>;
+}
+
+/** What every sink factory receives besides its config. */
+export interface SinkDeps {
+  logger: Logger;
+  /** Where `{ env: … }` secret references are looked up; defaults to process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Request clock (timestamps in the signed parameters). */
+  now?: () => Date;
+  /** Per-attempt request id (32 lowercase hex). */
+  nonce?: () => string;
+  /** Shared HTTP dispatcher; when absent the sink owns a keep-alive undici Agent and closes it. */
+  dispatcher?: Dispatcher;
+  /** Instance name from config (defaults to the sink's kind). */
+  name?: string;
 }

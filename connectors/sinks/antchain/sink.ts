@@ -4,7 +4,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { resolveSecret } from '../../../src/config/secrets.js';
 import type { BusinessEvent, EventCode } from '../../../src/core/events.js';
 import { TRADE_CODES, VISIT_CODES } from '../../../src/core/events.js';
-import type { AttemptInfo, DeliveryOutcome, PreviewResult, Sink } from '../../../src/core/sink.js';
+import type { AttemptInfo, DeliveryOutcome, PreviewResult, Sink, SinkDeps } from '../../../src/core/sink.js';
 import type { Logger } from '../../../src/log.js';
 import type { AntchainSinkConfig } from './config.js';
 import { buildBusinessParams } from './request.js';
@@ -13,16 +13,7 @@ import { classifyAnswer } from './result-codes.js';
 import { sendRequest } from './transport.js';
 import { gatewayUrl, signRequest, type SignedRequest } from './wire.js';
 
-export interface AntchainSinkDeps {
-  logger: Logger;
-  env?: NodeJS.ProcessEnv;
-  now?: () => Date;
-  /** Per-attempt `req_msg_id`: 32 lowercase hex. */
-  nonce?: () => string;
-  /** Shared connection pool; when absent the sink owns a keep-alive Agent and closes it. */
-  dispatcher?: Dispatcher;
-  name?: string;
-}
+export type AntchainSinkDeps = SinkDeps;
 
 /** Why a request cannot be built: the sink has nothing to do, or the event is unfit as it is. */
 type Prepared =

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { Agent, type Dispatcher } from 'undici';
+import { Agent } from 'undici';
 import type { BusinessEvent } from '../../../src/core/events.js';
-import type { DeliveryOutcome, PreviewOptions, PreviewResult, Sink } from '../../../src/core/sink.js';
-import type { Logger } from '../../../src/log.js';
+import type { DeliveryOutcome, PreviewOptions, PreviewResult, Sink, SinkDeps } from '../../../src/core/sink.js';
 import type { ZhimaSinkConfig } from './config.js';
 import { send } from './http.js';
 import { loadSinkMaterial } from './material.js';
@@ -12,18 +11,7 @@ import { buildBizContent } from './request.js';
 import { signAsync, signSync } from './sign.js';
 import { preparedRequest, unsignedCall } from './wire.js';
 
-export interface ZhimaSinkDeps {
-  logger: Logger;
-  /** Where `{ env: … }` secret references are looked up; defaults to process.env. */
-  env?: NodeJS.ProcessEnv;
-  /** Request clock (the signed `timestamp`). */
-  now?: () => Date;
-  /** Per-attempt alipay-request-id, 32 hex chars. */
-  nonce?: () => string;
-  /** HTTP dispatcher; by default the sink owns a keep-alive undici Agent. */
-  dispatcher?: Dispatcher;
-  /** Instance name (default "zhima"). */
-  name?: string;
+export interface ZhimaSinkDeps extends SinkDeps {
   /** Config path used in error messages (default `sinks.<name>`). */
   configPath?: string;
 }
