@@ -110,6 +110,15 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       INSERT INTO ${s}.checkpoints (source, stream, position)
       SELECT $1, c.stream, c.position FROM json_to_recordset($6::json) AS c(stream text, position text)
       ON CONFLICT (source, stream) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+      -- Never backwards: a late write from an instance that lost its partition (or slot)
+      -- must not rewind the position its successor has moved on from.
+      WHERE CASE
+              WHEN EXCLUDED.position ~ '^[0-9]+$' AND ${s}.checkpoints.position ~ '^[0-9]+$'
+                THEN EXCLUDED.position::numeric >= ${s}.checkpoints.position::numeric
+              WHEN EXCLUDED.position ~ '^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$' AND ${s}.checkpoints.position ~ '^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$'
+                THEN EXCLUDED.position::pg_lsn >= ${s}.checkpoints.position::pg_lsn
+              ELSE true
+            END
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM ev)::int AS inserted,
