@@ -15,6 +15,11 @@ export interface SourceChange {
   position: string;
   /** Commit time of the change at the source (ISO-8601). */
   committedAt: string;
+  /**
+   * Where to park this change if it cannot become events, when that is not (table, position):
+   * a Kafka record is parked under its topic/partition and offset, like undecodable records.
+   */
+  parkAs?: { stream: string; position: string };
   /** A page visit (Kafka visit topics); `table` is then the topic name and rows are null. */
   visit?: VisitRecord;
 }

@@ -86,5 +86,6 @@ export function createIngest(deps: IngestDeps) {
 export type Ingest = ReturnType<typeof createIngest>;
 
 function park(change: SourceChange, reason: string): BadInput {
-  return { stream: change.table, position: change.position, reason, raw: JSON.stringify(change) };
+  const where = change.parkAs ?? { stream: change.table, position: change.position };
+  return { ...where, reason, raw: JSON.stringify(change) };
 }

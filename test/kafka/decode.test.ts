@@ -48,6 +48,7 @@ describe('Debezium change events', () => {
       before: null,
       after: paidRow,
       position: 'shop.public.orders/2@7',
+      parkAs: { stream: 'shop.public.orders/2', position: '7' },
       committedAt: '2024-05-01T10:00:00.000Z',
     });
     expect(change(decodeRecord(debeziumTopic, record('shop.public.orders', envelope('r', null, paidRow)))).op).toBe('insert');
@@ -142,6 +143,7 @@ describe('plain JSON order rows', () => {
       after: paidRow,
       before: null,
       position: 'orders-json/2@7',
+      parkAs: { stream: 'orders-json/2', position: '7' },
       committedAt: '2024-05-01T10:00:00.000Z',
     });
     const inserts = kafkaTopicSchema.parse({ topic: 'orders-new', format: 'json', table: 'orders', op: 'insert' });
@@ -176,6 +178,7 @@ describe('page visits', () => {
       after: null,
       before: null,
       position: 'page-visits/2@7',
+      parkAs: { stream: 'page-visits/2', position: '7' },
       committedAt: '2024-05-01T10:00:00.000Z',
       visit: {
         visitId: 'v-1',

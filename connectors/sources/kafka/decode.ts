@@ -103,6 +103,7 @@ function debezium(value: unknown, table: string, record: KafkaRecord): Decoded |
     after: afterRow?.row ?? null,
     before: beforeRow?.row ?? null,
     position: positionOf(record),
+    parkAs: { stream: streamOf(record.topic, record.partition), position: record.offset },
     committedAt,
   };
   if (afterRow?.unknown.length) change.unknownColumns = afterRow.unknown;
@@ -220,6 +221,7 @@ function jsonRow(value: unknown, topic: Extract<KafkaTopicConfig, { format: 'jso
       after: value as Row,
       before: null,
       position: positionOf(record),
+      parkAs: { stream: streamOf(record.topic, record.partition), position: record.offset },
       committedAt: recordTime(record),
     },
   };
@@ -281,7 +283,7 @@ function visit(value: unknown, topic: VisitTopicConfig, record: KafkaRecord): De
   };
   return {
     kind: 'change',
-    change: { table: record.topic, op: 'insert', after: null, before: null, position: positionOf(record), committedAt: recordTime(record), visit: visitRecord },
+    change: { table: record.topic, op: 'insert', after: null, before: null, position: positionOf(record), parkAs: { stream: streamOf(record.topic, record.partition), position: record.offset }, committedAt: recordTime(record), visit: visitRecord },
   };
 }
 
