@@ -72,6 +72,10 @@ export interface Sink {
   readonly kind: string;
   /** Whether this sink takes events of this code at all (decides fan-out at ingest). */
   handles(event: BusinessEvent): boolean;
+  /**
+   * One attempt. The sink bounds it by its own timeout; `signal` is the dispatcher's
+   * shutdown signal (long-lived: listen to it only for the length of the attempt).
+   */
   deliver(event: BusinessEvent, signal: AbortSignal): Promise<DeliveryOutcome>;
   preview(event: BusinessEvent, options: PreviewOptions): PreviewResult;
   close(): Promise<void>;

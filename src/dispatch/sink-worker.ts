@@ -207,20 +207,14 @@ export class SinkWorker {
     this.inflight++;
     const probe = this.paused !== null;
     const started = performance.now();
-    const controller = new AbortController();
-    const onStop = () => controller.abort();
-    this.abort.signal.addEventListener('abort', onStop, { once: true });
-    const timer = setTimeout(() => controller.abort(), this.policy.timeout + 1_000);
     let outcome: DeliveryOutcome;
     try {
-      outcome = await this.sink.deliver(delivery.event, controller.signal);
+      // Sinks bound each attempt by their own timeout; this signal only says "stop now".
+      outcome = await this.sink.deliver(delivery.event, this.abort.signal);
     } catch (err) {
       // A sink throws only on a programmer error; keep the delivery and say so loudly.
       this.log.error({ err: String(err), eventId: delivery.eventId }, 'sink threw; delivery will be retried');
       outcome = { status: 'retry', code: 'SINK_ERROR', message: String(err), info: { durationMs: performance.now() - started } };
-    } finally {
-      clearTimeout(timer);
-      this.abort.signal.removeEventListener('abort', onStop);
     }
     if (outcome.status === 'delivered') failpoint('dispatch.after-send');
     this.trackPause(outcome, probe);

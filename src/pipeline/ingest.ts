@@ -1,7 +1,7 @@
 import type { BusinessEvent, Row } from '../core/events.js';
 import type { Sink } from '../core/sink.js';
 import type { BadInput, SourceBatch, SourceChange } from '../core/source.js';
-import type { Classifier } from '../classify/classifier.js';
+import { qualify, type Classifier } from '../classify/classifier.js';
 import type { AppendResult, EventToStore, Ledger } from '../ledger/ledger.js';
 
 export interface IngestDeps {
@@ -32,7 +32,11 @@ export function createIngest(deps: IngestDeps) {
   const { classifier, ledger } = deps;
 
   return async function ingest(batch: SourceBatch): Promise<IngestResult> {
-    const orderNos = [...new Set(batch.changes.map((c) => classifier.orderNoOf(c)).filter((n): n is string => !!n))];
+    // What the ledger knows of an order decides nothing for a plain insert: a repeated insert
+    // (a re-read after a crash, a re-created order) yields the same event ids, which the
+    // append drops. Only updates, refunds and rows with unseen TOAST columns need a lookup.
+    const needsLookup = (c: SourceChange) => c.op !== 'insert' || qualify(c.table) === classifier.refundsTable || !!c.unknownColumns?.length;
+    const orderNos = [...new Set(batch.changes.filter(needsLookup).map((c) => classifier.orderNoOf(c)).filter((n): n is string => !!n))];
     const known = await ledger.loadOrders(orderNos);
     if (deps.fetchOrders && classifier.refundsTable) {
       const unknownRefundOrders = batch.changes

@@ -70,6 +70,10 @@ export interface BenchOptions {
   concurrency: number;
   concurrency80: number;
   cpuProf: boolean;
+  /** Which phases run (decode always runs with ingest; rsa always runs). */
+  phases: Set<Phase>;
+  /** Print the ledger statements that cost Postgres most in each phase (pg_stat_statements). */
+  statements: boolean;
   /** Extra Postgres server settings (experiments, e.g. autovacuum timing). */
   pgSettings: Record<string, string>;
   /** Deep-merged over every generated connector config (experiments: batch sizes, pool size…). */
@@ -91,6 +95,8 @@ export function defaultOptions(events = 200_000): BenchOptions {
     concurrency: 64,
     concurrency80: 256,
     cpuProf: false,
+    phases: new Set(PHASES),
+    statements: false,
     explain: false,
     connectorOverrides: {},
     pgSettings: {},
@@ -98,16 +104,23 @@ export function defaultOptions(events = 200_000): BenchOptions {
   };
 }
 
+/** Phases `--phases` can pick; the default runs them all. */
+export const PHASES = ['ingest', 'e2e', 'e2e80', 'latency', 'peer'] as const;
+export type Phase = (typeof PHASES)[number];
+
+/** A figure, or null when its phase was not run. */
+const maybe = (v: number | null): number | null => (v === null ? null : round(v));
+
 export interface BenchResult {
-  decode_eps: number;
-  ingest_eps: number;
-  e2e_eps: number;
-  e2e_eps_latency80: number;
-  p50_ms: number;
-  p99_ms: number;
-  rss_mb_peak: number;
+  decode_eps: number | null;
+  ingest_eps: number | null;
+  e2e_eps: number | null;
+  e2e_eps_latency80: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  rss_mb_peak: number | null;
   rsa_sign_per_s: number;
-  peer_eps: number;
+  peer_eps: number | null;
   details: Record<string, unknown>;
 }
 
@@ -296,7 +309,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const pids = () => ({ connector: connectorPid(), antchain_sim: sims?.antchain.pid, zhima_sim: sims?.zhima.pid, bench: process.pid });
     const before = cpuSeconds(pids(), server?.dataDir);
     const wall0 = Date.now();
+    if (opts.statements) void statementsReset(server!.url);
     return () => {
+      if (opts.statements) void statementsReport(server!.url, phase).then((lines) => lines.forEach((l) => log(l)));
       const d = cpuDelta(before, cpuSeconds(pids(), server?.dataDir));
       const wall = (Date.now() - wall0) / 1000;
       cpu[phase] = { wall_s: round(wall, 2), ...d, idle: round(Math.max(0, cores * wall - (d.machine ?? 0)), 2) };
@@ -316,6 +331,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     method.rsa_sign_per_s = 'node:crypto sign(sha256, ~640 B, RSA-2048 PKCS#1 v1.5) in a tight loop for 1 s on the main thread';
 
     // --- decode + ingest (+ the backlog of the ingest phase) ------------------------------
+    let decodeEps: number | null = null;
+    let ingestEps: number | null = null;
+    if (opts.phases.has('ingest')) {
     const N = opts.events;
     const ingestUrl = await createOrderDatabase(server.url, 'bench_ingest');
     await createSlot(ingestUrl, 'decode_slot', 'relay_pub');
@@ -347,7 +365,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const counts = (await ledgerPool.query<{ e: number; d: number }>(`SELECT (SELECT count(*) FROM ledger_ingest.events)::int AS e, (SELECT count(*) FROM ledger_ingest.deliveries)::int AS d`)).rows[0]!;
     endCpu();
     const ingestSeconds = (doneAt - firstAt) / 1000;
-    const ingestEps = counts.e / ingestSeconds;
+    ingestEps = counts.e / ingestSeconds;
+    decodeEps = decode.eps;
     rss.ingest_backlog = rc.proc.memory.peakMb;
     log(`ingest: ${counts.e} events + ${counts.d} deliveries in ${round(ingestSeconds, 2)} s = ${round(ingestEps)} events/s (connector RSS peak ${round(rc.proc.memory.peakMb)} MB)`);
     method.ingest_eps =
@@ -385,9 +404,15 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     if (opts.explain) log(renderPlans(analyzed));
     await ledgerPool.end();
     details.drain = { seconds: round(drainSeconds, 1), deliveries: drainDeliveries, deliveries_per_s: round(drainDeliveries / drainSeconds) };
+    }
 
     // --- e2e and e2e80 on one pre-generated WAL, two slots -------------------------------
     const M = opts.e2eOrders;
+    let e2eEps: number | null = null;
+    let e2e80Eps: number | null = null;
+    let p50: number | null = null;
+    let p99: number | null = null;
+    if (opts.phases.has('e2e') || opts.phases.has('e2e80') || opts.phases.has('latency')) {
     const e2eUrl = await createOrderDatabase(server.url, 'bench_e2e');
     await createSlot(e2eUrl, 'relay_a', 'relay_pub');
     await createSlot(e2eUrl, 'relay_b', 'relay_pub');
@@ -445,14 +470,20 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       return { eps: both / seconds, db_transactions_per_event: round(txPerEvent, 1), both, expected: expected.length, seconds: round(seconds, 2), fifo_violations: violations, unexpected_keys: unexpected, concurrency, requests: fx.a.requests + fx.z.requests };
     };
 
-    const e2e = await e2ePhase('e2e', 'relay_a', 'ledger_a', opts.concurrency);
-    await sims.antchain.setFaults({ latencyMs: 60, jitterMs: 40 });
-    await sims.zhima.setFaults({ latencyMs: 60, jitterMs: 40 });
-    const e2e80 = await e2ePhase('e2e80', 'relay_b', 'ledger_b', opts.concurrency80);
-    await sims.antchain.clearFaults();
-    await sims.zhima.clearFaults();
-    details.e2e = e2e;
-    details.e2e80 = e2e80;
+    if (opts.phases.has('e2e')) {
+      const e2e = await e2ePhase('e2e', 'relay_a', 'ledger_a', opts.concurrency);
+      details.e2e = e2e;
+      e2eEps = e2e.eps;
+    }
+    if (opts.phases.has('e2e80')) {
+      await sims.antchain.setFaults({ latencyMs: 60, jitterMs: 40 });
+      await sims.zhima.setFaults({ latencyMs: 60, jitterMs: 40 });
+      const e2e80 = await e2ePhase('e2e80', 'relay_b', 'ledger_b', opts.concurrency80);
+      await sims.antchain.clearFaults();
+      await sims.zhima.clearFaults();
+      details.e2e80 = e2e80;
+      e2e80Eps = e2e80.eps;
+    }
     method.e2e_eps =
       `WAL pre-generated (${M} orders: 50% PAID, 25% USED, 25% REFUNDED → ${expected.length} events, every one for both sinks); ` +
       'from the first ledger append to the last effect recorded at either simulator; counted as event ids accepted at BOTH simulators';
@@ -461,10 +492,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await dropSlot(e2eUrl, 'relay_b');
 
     // --- latency at a fixed offered load -----------------------------------------------------
+    if (opts.phases.has('latency')) {
     await sims.antchain.reset();
     await sims.zhima.reset();
     await createSlot(e2eUrl, 'relay_c', 'relay_pub');
-    rc = startConnector(sims, e2eUrl, 'relay_c', 'ledger_c', opts, sinkOverrides(opts.concurrency));
+    const rc = startConnector(sims, e2eUrl, 'relay_c', 'ledger_c', opts, sinkOverrides(opts.concurrency));
     await until(
       async () => {
         const { rows } = await e2ePool.query<{ a: boolean }>(`SELECT active AS a FROM pg_replication_slots WHERE slot_name = 'relay_c'`);
@@ -479,7 +511,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const loadPool = new pg.Pool({ connectionString: e2eUrl, max: 8 });
     log(`latency: offering ${opts.rate} events/s for ${opts.latencySeconds} s (one PAID order per transaction)`);
     const latRc = rc;
-    endCpu = account('latency', () => latRc.proc.pid);
+    const endCpu = account('latency', () => latRc.proc.pid);
     const lx0 = await xacts(e2ePool, 'bench_e2e');
     let issued = 0;
     const inflight: Array<Promise<unknown>> = [];
@@ -534,8 +566,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     latPerDelivery.sort((x, y) => x - y);
     toLedger.sort((x, y) => x - y);
     toEffect.sort((x, y) => x - y);
-    const p50 = percentile(lat, 50);
-    const p99 = percentile(lat, 99);
+    p50 = percentile(lat, 50);
+    p99 = percentile(lat, 99);
     rss.latency = rc.proc.memory.peakMb;
     log(
       `latency: ${lat.length}/${offered} events at both simulators; offered ${round(offered / offeredSeconds)} /s; commit→delivered at both: p50 ${p50} ms, p99 ${p99} ms, max ${lat[lat.length - 1]} ms; ` +
@@ -565,7 +597,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     method.p50_ms =
       'commit timestamp from the WAL (events.committed_at) to the later of the two effect timestamps recorded by the simulators; same host clock, ms resolution';
     await dropSlot(e2eUrl, 'relay_c');
+    }
     await e2ePool.end();
+    }
 
     // --- optional separate backlog run ----------------------------------------------------
     if (opts.backlog > 0) {
@@ -605,10 +639,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     }
 
     // --- peer ----------------------------------------------------------------------------------
-    const peer = await measurePeer(server.url, opts.peerEvents, log);
+    const peer = opts.phases.has('peer') ? await measurePeer(server.url, opts.peerEvents, log) : null;
     method.peer_eps = `pg-transactional-outbox 0.5.7 replication listener, default (mutex) concurrency controller, no-op handler, ${opts.peerEvents} pre-committed outbox rows carrying the same order rows; listener start to last handled`;
 
-    const rssPeak = Math.max(...Object.values(rss));
+    const rssPeak = Object.keys(rss).length ? Math.max(...Object.values(rss)) : null;
     details.rss_mb_by_phase = Object.fromEntries(Object.entries(rss).map(([k, v]) => [k, round(v)]));
     method.rss_mb_peak = 'VmHWM of the connector process (/proc/<pid>/status, sampled every 100 ms), highest over every phase; the ingest phase is a backlog run (deliveries paused, then resumed)';
     details.cpu_seconds = cpu;
@@ -618,15 +652,15 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     details.machine = { cores, node: process.version };
     details.options = { pgSettings: opts.pgSettings, connectorOverrides: opts.connectorOverrides, events: opts.events, e2eOrders: opts.e2eOrders, latencySeconds: opts.latencySeconds, rate: opts.rate, backlog: opts.backlog, drainSeconds: opts.drainSeconds, peerEvents: opts.peerEvents, concurrency: opts.concurrency, concurrency80: opts.concurrency80 };
     return {
-      decode_eps: round(decode.eps),
-      ingest_eps: round(ingestEps),
-      e2e_eps: round(e2e.eps),
-      e2e_eps_latency80: round(e2e80.eps),
+      decode_eps: maybe(decodeEps),
+      ingest_eps: maybe(ingestEps),
+      e2e_eps: maybe(e2eEps),
+      e2e_eps_latency80: maybe(e2e80Eps),
       p50_ms: p50,
       p99_ms: p99,
-      rss_mb_peak: round(rssPeak),
+      rss_mb_peak: maybe(rssPeak),
       rsa_sign_per_s: round(rsa),
-      peer_eps: round(peer.eps),
+      peer_eps: maybe(peer?.eps ?? null),
       details,
     };
   } finally {
@@ -695,6 +729,33 @@ export async function measurePeer(serverUrl: string, k: number, log: (l: string)
   return { eps: handled / seconds, seconds };
 }
 
+/** pg_stat_statements (loaded with --statements): forget what earlier phases ran. */
+async function statementsReset(serverUrl: string): Promise<void> {
+  const c = new pg.Client({ connectionString: serverUrl });
+  await c.connect();
+  try {
+    await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await c.query('SELECT pg_stat_statements_reset()');
+  } finally {
+    await c.end();
+  }
+}
+
+/** The statements that cost Postgres most since the last reset, across every database. */
+async function statementsReport(serverUrl: string, phase: string): Promise<string[]> {
+  const c = new pg.Client({ connectionString: serverUrl });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ ms: number; calls: number; rows: number; q: string }>(
+      `SELECT round(total_exec_time)::int AS ms, calls::int, rows::int, regexp_replace(left(query, 110), '\\s+', ' ', 'g') AS q
+         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8`,
+    );
+    return [`  statements ${phase} (total ms, calls, rows):`, ...rows.map((r) => `    ${String(r.ms).padStart(7)} ${String(r.calls).padStart(7)} ${String(r.rows).padStart(8)}  ${r.q}`)];
+  } finally {
+    await c.end();
+  }
+}
+
 export const TARGETS: Record<string, { op: '>=' | '<='; value: number }> = {
   ingest_eps: { op: '>=', value: 50_000 },
   e2e_eps: { op: '>=', value: 2_000 },
@@ -708,6 +769,7 @@ export function renderResult(r: BenchResult): string {
   const rows = keys.map((k) => {
     const t = TARGETS[k];
     const v = r[k];
+    if (v === null) return [k, 'not run', t ? `${t.op} ${t.value}` : '', ''];
     const verdict = !t ? '' : (t.op === '>=' ? v >= t.value : v <= t.value) ? 'met' : 'MISSED';
     return [k, v, t ? `${t.op} ${t.value}` : '', verdict];
   });

@@ -3,7 +3,7 @@
  * Prints a table; with --json, one JSON object on the last line.
  */
 import { parseArgs } from 'node:util';
-import { defaultOptions, renderResult, runBench } from './bench.js';
+import { defaultOptions, PHASES, renderResult, runBench, type Phase } from './bench.js';
 
 const { values } = parseArgs({
   options: {
@@ -18,6 +18,8 @@ const { values } = parseArgs({
     'concurrency-80': { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     explain: { type: 'boolean', default: false },
+    phases: { type: 'string' },
+    statements: { type: 'boolean', default: false },
     'connector-config': { type: 'string' },
     'pg-settings': { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -38,6 +40,8 @@ if (values.help) {
   --concurrency-80 N    per-sink concurrency for the 80 ms run (default 256)
   --connector-config J  JSON deep-merged over every connector config, e.g. '{"source":{"maxBatchChanges":1000}}'
   --pg-settings J       JSON of extra postgres -c settings, e.g. '{"autovacuum_naptime":"1s"}'
+  --phases a,b          run only these of ${PHASES.join(', ')} (rsa always; decode with ingest)
+  --statements          load pg_stat_statements and print each phase's costliest statements
   --explain             print EXPLAIN ANALYZE plans of the ledger's append/claim/settle on the backlog
   --cpu-prof            profile the connector (node --cpu-prof) and print where its time went
   --json                print one JSON object on the last line
@@ -66,7 +70,15 @@ set('concurrency', num(values.concurrency, 'concurrency'));
 set('concurrency80', num(values['concurrency-80'], 'concurrency-80'));
 opts.cpuProf = values['cpu-prof'] ?? false;
 opts.explain = values.explain ?? false;
+opts.statements = values.statements ?? false;
+if (values.phases) {
+  const picked = values.phases.split(',').map((p) => p.trim()).filter(Boolean);
+  const unknown = picked.filter((p) => !(PHASES as readonly string[]).includes(p));
+  if (unknown.length) throw new Error(`--phases: unknown phase(s) ${unknown.join(', ')}; known: ${PHASES.join(', ')}`);
+  opts.phases = new Set(picked as Phase[]);
+}
 if (values['pg-settings']) opts.pgSettings = JSON.parse(values['pg-settings']) as Record<string, string>;
+if (opts.statements) opts.pgSettings = { shared_preload_libraries: 'pg_stat_statements', ...opts.pgSettings };
 if (values['connector-config']) opts.connectorOverrides = JSON.parse(values['connector-config']) as Record<string, unknown>;
 
 try {

@@ -50,3 +50,39 @@ describe('ledger checkpoints', () => {
     expect(rows).toEqual([{ version: 1 }]);
   });
 });
+
+describe('ledger outcomes', () => {
+  it('record every attempt, keep only the last `attemptHistory`, and drop a stale outcome', async () => {
+    const c = await db.pool.connect();
+    await migrate(c, 'l3');
+    c.release();
+    const small = createLedger(db.pool, 'l3', { attemptHistory: 2 });
+    const event = { id: 'e1', code: 'TRADE_SUCCESS', kind: 'TRADE', orderKey: 'o1', orderNo: 'o1', occurredAt: '2026-11-21T10:00:00Z', order: { order_no: 'o1', note: 'quote " and \\ backslash, 票' } } as const;
+    await small.append({ source: 's', events: [{ event, sinks: ['a'], position: '0/1', committedAt: '2026-11-21T10:00:00Z' }], orders: [], bad: [], checkpoints: [] });
+    for (let n = 1; n <= 4; n++) {
+      const [claim] = await small.claim('a', 10, 60_000);
+      expect(claim?.attempt).toBe(n);
+      expect(claim?.event).toEqual(event);
+      const last = n === 4;
+      const applied = await small.settle([
+        {
+          eventId: 'e1', sink: 'a', deliveryId: claim!.id, attempt: n,
+          status: last ? 'delivered' : 'pending', delayMs: 0, outcome: last ? 'delivered' : 'retry',
+          code: last ? '10000' : 'HTTP_503', message: last ? undefined : 'busy "now"',
+          result: last ? { event_id: 'E1', note: 'ü "q"' } : undefined,
+          info: { requestId: `req${n}`, httpStatus: last ? 200 : 503, durationMs: 1.4 },
+        },
+      ]);
+      expect(applied).toBe(1);
+    }
+    // Attempt 3's outcome arriving late (its lease had run out) changes nothing.
+    expect(await small.settle([{ eventId: 'e1', sink: 'a', deliveryId: '1', attempt: 3, status: 'rejected', outcome: 'rejected' }])).toBe(0);
+    const { rows: attempts } = await db.pool.query(`SELECT attempt, outcome, request_id, http_status, duration_ms FROM l3.attempts ORDER BY attempt`);
+    expect(attempts).toEqual([
+      { attempt: 3, outcome: 'retry', request_id: 'req3', http_status: 503, duration_ms: 1 },
+      { attempt: 4, outcome: 'delivered', request_id: 'req4', http_status: 200, duration_ms: 1 },
+    ]);
+    const { rows: d } = await db.pool.query(`SELECT status, attempts, last_code, result FROM l3.deliveries`);
+    expect(d).toEqual([{ status: 'delivered', attempts: 4, last_code: '10000', result: { event_id: 'E1', note: 'ü "q"' } }]);
+  });
+});

@@ -61,9 +61,17 @@ export async function send(
   req: PreparedRequest,
   options: { dispatcher: Dispatcher; timeoutMs: number; signal: AbortSignal },
 ): Promise<HttpResult> {
-  const timer = new AbortController();
-  const timeout = setTimeout(() => timer.abort(new Error('attempt timeout')), options.timeoutMs);
-  const signal = AbortSignal.any([options.signal, timer.signal]);
+  // One controller per attempt, fed by the caller's signal and the deadline; the listener
+  // and the timer go when the attempt ends, so the caller's long-lived signal keeps nothing.
+  const controller = new AbortController();
+  let timedOut = false;
+  const timeout = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new Error('attempt timeout'));
+  }, options.timeoutMs);
+  const onAbort = () => controller.abort(options.signal.reason);
+  options.signal.addEventListener('abort', onAbort, { once: true });
+  const signal = controller.signal;
   try {
     const res = await request(req.url, {
       method: req.method,
@@ -77,8 +85,9 @@ export async function send(
     const traceId = header(res.headers, 'trace_id');
     return { ok: true, response: { status: res.statusCode, body, ...(retryAfter && { retryAfter }) }, ...(traceId && { traceId }) };
   } catch (err) {
-    return networkFailure(err, timer.signal.aborted, options.signal.aborted);
+    return networkFailure(err, timedOut, options.signal.aborted);
   } finally {
     clearTimeout(timeout);
+    options.signal.removeEventListener('abort', onAbort);
   }
 }

@@ -120,7 +120,28 @@ function verifies(content: string, signature: Buffer, key: KeyObject): boolean {
  */
 export function verifySignedContent(content: string, sign: string, key: KeyObject): boolean {
   if (!BASE64.test(sign) || sign.length % 4 !== 0) return false;
+  const seen = verified.get(key);
+  const memoKey = content.length <= MEMO_MAX_CONTENT ? `${sign}\n${content}` : undefined;
+  if (memoKey !== undefined && seen?.has(memoKey)) return true;
   const signature = Buffer.from(sign, 'base64');
-  if (verifies(content, signature, key)) return true;
-  return content.includes('\\/') && verifies(content.replaceAll('\\/', '/'), signature, key);
+  const ok = verifies(content, signature, key) || (content.includes('\\/') && verifies(content.replaceAll('\\/', '/'), signature, key));
+  if (ok && memoKey !== undefined) remember(key, memoKey);
+  return ok;
+}
+
+/**
+ * Answers that verified, by key. RSA verification is a pure function of (key, content,
+ * sign): the same bytes verified once verify again, so a repeated answer (every success
+ * answer of this method is the same text) skips the RSA operation. Failures are never
+ * remembered; the memo is small and starts over when full.
+ */
+const verified = new WeakMap<KeyObject, Set<string>>();
+const MEMO_MAX_CONTENT = 1024;
+const MEMO_MAX_ENTRIES = 256;
+
+function remember(key: KeyObject, memoKey: string): void {
+  let set = verified.get(key);
+  if (!set) verified.set(key, (set = new Set()));
+  if (set.size >= MEMO_MAX_ENTRIES) set.clear();
+  set.add(memoKey);
 }

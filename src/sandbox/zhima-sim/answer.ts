@@ -51,8 +51,24 @@ export interface AnswerSigner {
   alipayCertSn?: string;
 }
 
+/**
+ * RSA PKCS#1 v1.5 signatures are deterministic: the same text under the same key always has
+ * the same signature. The gateway's answers repeat (every success is the same text), so the
+ * simulator signs each distinct answer once instead of spending a private-key operation per
+ * request on the CPU it shares with the connector under test.
+ */
+const signatures = new WeakMap<KeyObject, Map<string, string>>();
+
 function signText(text: string, key: KeyObject): string {
-  return rsaSign('sha256', Buffer.from(text, 'utf8'), key).toString('base64');
+  let memo = signatures.get(key);
+  if (!memo) signatures.set(key, (memo = new Map()));
+  let sig = memo.get(text);
+  if (sig === undefined) {
+    sig = rsaSign('sha256', Buffer.from(text, 'utf8'), key).toString('base64');
+    if (memo.size >= 256) memo.clear();
+    memo.set(text, sig);
+  }
+  return sig;
 }
 
 /** The response body text. `corrupt` signs different bytes, so the sign is well-formed but wrong. */
