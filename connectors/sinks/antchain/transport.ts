@@ -24,7 +24,8 @@ export async function sendRequest(
     controller.abort();
   }, timeoutMs);
   const onAbort = () => controller.abort();
-  signal.addEventListener('abort', onAbort, { once: true });
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
   try {
     const response = await request(prepared.url, {
       dispatcher,

@@ -70,7 +70,8 @@ export async function send(
     controller.abort(new Error('attempt timeout'));
   }, options.timeoutMs);
   const onAbort = () => controller.abort(options.signal.reason);
-  options.signal.addEventListener('abort', onAbort, { once: true });
+  if (options.signal.aborted) onAbort();
+  else options.signal.addEventListener('abort', onAbort, { once: true });
   const signal = controller.signal;
   try {
     const res = await request(req.url, {
