@@ -17,8 +17,8 @@ interface Captured {
 function recordingLedger(schema: string) {
   const captured: Captured[] = [];
   const fake = {
-    query: async (sql: string, params: unknown[] = []) => {
-      captured.push({ sql, params });
+    query: async (sql: string | pg.QueryConfig, params: unknown[] = []) => {
+      captured.push(typeof sql === 'string' ? { sql, params } : { sql: sql.text, params: sql.values ?? [] });
       return { rows: [{ inserted: 0, deliveries: {}, n: 0 }], rowCount: 0 };
     },
   };

@@ -176,4 +176,37 @@ describe('dispatcher', () => {
     expect(stale).toBe(0);
     expect(await ledger.settle([{ eventId: second!.eventId, sink: 'fake', deliveryId: second!.id, attempt: second!.attempt, status: 'delivered', outcome: 'delivered' }])).toBe(1);
   });
+
+  it('a wake-up that arrives while a claim is running is not lost: new deliveries go out without waiting for the poll', async () => {
+    const ledger = await freshLedger();
+    // The claim that is in flight when the append and its wake-up happen comes back empty.
+    let gateClaim: (() => void) | null = null;
+    let claimStarted: (() => void) | null = null;
+    const started = new Promise<void>((r) => (claimStarted = r));
+    const gated: Ledger = {
+      ...ledger,
+      async claim(sink, limit, leaseMs) {
+        if (claimStarted) {
+          const release = new Promise<void>((r) => (gateClaim = r));
+          const rows = await ledger.claim(sink, limit, leaseMs); // empty: nothing stored yet
+          claimStarted();
+          claimStarted = null;
+          await release;
+          return rows;
+        }
+        return ledger.claim(sink, limit, leaseMs);
+      },
+    };
+    const fake = fakeSink(() => ({ status: 'delivered', info }));
+    // A poll interval far longer than the test: only a wake-up can bring the delivery out.
+    const d = createDispatcher({ ledger: gated, sinks: [{ sink: fake.sink, policy }], options: { ...options, pollInterval: 600_000 }, logger: silentLogger() });
+    d.start();
+    await started;
+    await store(ledger, [event('w1', 'TRADE_SUCCESS')]);
+    d.wake();
+    gateClaim!();
+    await waitFor(async () => (await statuses(ledger)).delivered === 1, 'delivered after the wake-up', 5_000);
+    await d.stop();
+    expect(fake.calls()).toBe(1);
+  });
 });
