@@ -1,6 +1,14 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI straight from a checkout (`npx order-relay …`), no build step.
-import { register } from 'tsx/esm/api';
+// `npx order-relay …` from a checkout, no build step: the sources are compiled to JavaScript
+// on first start (and again whenever they change); where that cannot be written, they run
+// through tsx instead.
+import { compiledEntry } from './compile.js';
 
-register();
-await import('../src/cli/main.ts');
+const entry = await compiledEntry();
+if (entry) {
+  await import(entry);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../src/cli/main.ts');
+}

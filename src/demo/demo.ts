@@ -1,7 +1,6 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import pino from 'pino';
 import { backfill } from '../cli/backfill.js';
@@ -9,6 +8,7 @@ import { startConnector, type RunningConnector } from '../cli/connector.js';
 import { clip, progressReporter, table } from '../cli/format.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { packageRoot } from '../core/root.js';
 import { createLogger } from '../log.js';
 import { ledgerCounts, parkedDeliveries, parkedInputs, sinkFigures } from '../observe/queries.js';
 import { startAntchainSimulator, type AntchainFaults, type AntchainSimulator } from '../sandbox/antchain-simulator.js';
@@ -27,7 +27,7 @@ import { generateDemoKeys } from './keys.js';
  * one process to clean up on Ctrl-C, and exact per-delivery latencies from its hooks.
  */
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const REPO = packageRoot();
 
 export type FaultPreset = 'none' | 'light' | 'heavy';
 

@@ -70,6 +70,8 @@ export interface BenchOptions {
   concurrency: number;
   concurrency80: number;
   cpuProf: boolean;
+  /** Extra node flags for the connector process (experiments, e.g. V8 heap sizes). */
+  connectorNodeArgs: string[];
   /** Which phases run (decode always runs with ingest; rsa always runs). */
   phases: Set<Phase>;
   /** Print the ledger statements that cost Postgres most in each phase (pg_stat_statements). */
@@ -96,6 +98,8 @@ export function defaultOptions(events = 200_000): BenchOptions {
     concurrency80: 256,
     cpuProf: false,
     phases: new Set(PHASES),
+    // As the Dockerfile runs it (NODE_OPTIONS there).
+    connectorNodeArgs: ['--max-semi-space-size=4'],
     statements: false,
     explain: false,
     connectorOverrides: {},
@@ -210,7 +214,7 @@ function startConnector(sims: Sims, dbUrl: string, slot: string, schema: string,
   const raw = connectorConfig({ dbUrl, sims, slot, publication: 'relay_pub', ledgerSchema: schema, overrides: deepMerge(overrides, opts.connectorOverrides) });
   const path = writeConfigFile(raw);
   const profDir = opts.cpuProf ? mkdtempSync(join(tmpdir(), 'order-relay-prof-')) : undefined;
-  const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+  const nodeArgs = [...opts.connectorNodeArgs, ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
   return { proc: spawnConnector(path, sims.env, { nodeArgs }), ...(profDir ? { profDir } : {}), startedAt: Date.now() };
 }
 
@@ -562,6 +566,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       toEffect.push(Math.max(a, z) - c.c.getTime());
       latPerDelivery.push(a - c.t.getTime(), z - c.t.getTime());
     }
+    // When the slowest ones were committed (seconds into the run): a warm-up, a periodic stall or noise.
+    const slowest = commits
+      .map((c) => ({ at: c.t.getTime(), ms: Math.max(fx.antchain.get(c.id) ?? 0, fx.zhima.get(c.id) ?? 0) - c.t.getTime(), a: (fx.antchain.get(c.id) ?? 0) - c.t.getTime(), z: (fx.zhima.get(c.id) ?? 0) - c.t.getTime() }))
+      .sort((x, y) => y.ms - x.ms);
+    const t0c = Math.min(...commits.map((c) => c.t.getTime()));
+    const over = (ms: number) => slowest.filter((x) => x.ms > ms).map((x) => round((x.at - t0c) / 1000, 1));
+    log(`latency: over 100 ms: ${over(100).length} events, committed at s ${[...new Set(over(100).map((s) => Math.floor(s)))].sort((a, b) => a - b).join(',')}; slowest 5 (antchain/zhima ms): ${slowest.slice(0, 5).map((x) => `${x.a}/${x.z}`).join(' ')}`);
     lat.sort((x, y) => x - y);
     latPerDelivery.sort((x, y) => x - y);
     toLedger.sort((x, y) => x - y);
@@ -644,7 +655,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
 
     const rssPeak = Object.keys(rss).length ? Math.max(...Object.values(rss)) : null;
     details.rss_mb_by_phase = Object.fromEntries(Object.entries(rss).map(([k, v]) => [k, round(v)]));
-    method.rss_mb_peak = 'VmHWM of the connector process (/proc/<pid>/status, sampled every 100 ms), highest over every phase; the ingest phase is a backlog run (deliveries paused, then resumed)';
+    method.rss_mb_peak = `VmHWM of the connector process (/proc/<pid>/status, sampled every 100 ms), highest over every phase; the ingest phase is a backlog run (deliveries paused, then resumed); connector node flags: ${opts.connectorNodeArgs.join(' ') || 'none'} (the Dockerfile's NODE_OPTIONS)`;
     details.cpu_seconds = cpu;
     if (Object.keys(profiles).length) details.profiles = profiles;
     details.seconds = round((Date.now() - t0) / 1000, 1);
@@ -746,11 +757,15 @@ async function statementsReport(serverUrl: string, phase: string): Promise<strin
   const c = new pg.Client({ connectionString: serverUrl });
   await c.connect();
   try {
-    const { rows } = await c.query<{ ms: number; calls: number; rows: number; q: string }>(
-      `SELECT round(total_exec_time)::int AS ms, calls::int, rows::int, regexp_replace(left(query, 110), '\\s+', ' ', 'g') AS q
-         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8`,
+    const { rows } = await c.query<{ ms: number; plan: number; calls: number; rows: number; q: string }>(
+      `SELECT round(total_exec_time)::int AS ms, round(total_plan_time)::int AS plan, calls::int, rows::int,
+              regexp_replace(left(query, 100), '\\s+', ' ', 'g') AS q
+         FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 8`,
     );
-    return [`  statements ${phase} (total ms, calls, rows):`, ...rows.map((r) => `    ${String(r.ms).padStart(7)} ${String(r.calls).padStart(7)} ${String(r.rows).padStart(8)}  ${r.q}`)];
+    return [
+      `  statements ${phase} (execution ms, planning ms, calls, rows):`,
+      ...rows.map((r) => `    ${String(r.ms).padStart(7)} ${String(r.plan).padStart(6)} ${String(r.calls).padStart(7)} ${String(r.rows).padStart(8)}  ${r.q}`),
+    ];
   } finally {
     await c.end();
   }

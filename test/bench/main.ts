@@ -19,6 +19,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'boolean', default: false },
     explain: { type: 'boolean', default: false },
     phases: { type: 'string' },
+    'connector-node-args': { type: 'string' },
     statements: { type: 'boolean', default: false },
     'connector-config': { type: 'string' },
     'pg-settings': { type: 'string' },
@@ -41,6 +42,7 @@ if (values.help) {
   --connector-config J  JSON deep-merged over every connector config, e.g. '{"source":{"maxBatchChanges":1000}}'
   --pg-settings J       JSON of extra postgres -c settings, e.g. '{"autovacuum_naptime":"1s"}'
   --phases a,b          run only these of ${PHASES.join(', ')} (rsa always; decode with ingest)
+--connector-node-args A  node flags for the connector (default --max-semi-space-size=4, as the Dockerfile; 'none' for none)
   --statements          load pg_stat_statements and print each phase's costliest statements
   --explain             print EXPLAIN ANALYZE plans of the ledger's append/claim/settle on the backlog
   --cpu-prof            profile the connector (node --cpu-prof) and print where its time went
@@ -71,6 +73,7 @@ set('concurrency80', num(values['concurrency-80'], 'concurrency-80'));
 opts.cpuProf = values['cpu-prof'] ?? false;
 opts.explain = values.explain ?? false;
 opts.statements = values.statements ?? false;
+if (values['connector-node-args']) opts.connectorNodeArgs = values['connector-node-args'] === 'none' ? [] : values['connector-node-args'].split(/\s+/).filter(Boolean);
 if (values.phases) {
   const picked = values.phases.split(',').map((p) => p.trim()).filter(Boolean);
   const unknown = picked.filter((p) => !(PHASES as readonly string[]).includes(p));
@@ -78,7 +81,7 @@ if (values.phases) {
   opts.phases = new Set(picked as Phase[]);
 }
 if (values['pg-settings']) opts.pgSettings = JSON.parse(values['pg-settings']) as Record<string, string>;
-if (opts.statements) opts.pgSettings = { shared_preload_libraries: 'pg_stat_statements', ...opts.pgSettings };
+if (opts.statements) opts.pgSettings = { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track_planning': 'on', ...opts.pgSettings };
 if (values['connector-config']) opts.connectorOverrides = JSON.parse(values['connector-config']) as Record<string, unknown>;
 
 try {
