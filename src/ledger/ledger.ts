@@ -195,6 +195,43 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
   // (measured: a 1.5 s tail in the latency bench).
   const named = (name: string, text: string, values: unknown[]): pg.QueryConfig => ({ name: `order_relay.${s}.${name}`, text, values });
 
+  /**
+   * Serialises an append now and returns the function that writes it: the caller can
+   * prepare the next batch while the previous one is still being written.
+   */
+  function prepareAppend(input: AppendInput): () => Promise<AppendResult> {
+    const events = input.events.map(({ event, position, committedAt }) => ({
+      id: event.id,
+      code: event.code,
+      kind: event.kind,
+      order_key: event.orderKey,
+      order_no: event.orderNo ?? null,
+      refund_id: event.refundId ?? null,
+      occurred_at: event.occurredAt,
+      committed_at: committedAt,
+      position,
+      payload: event,
+    }));
+    const deliveries = input.events.flatMap(({ event, sinks }) =>
+      sinks.map((sink) => ({ event_id: event.id, sink, order_key: event.orderKey })),
+    );
+    const orders = input.orders.map((o) => ({ order_no: o.orderNo, row: o.row }));
+    const query = named('append', appendSql, [
+      input.source,
+      JSON.stringify(events),
+      JSON.stringify(deliveries),
+      JSON.stringify(orders),
+      JSON.stringify(input.bad),
+      JSON.stringify(input.checkpoints),
+    ]);
+    return async () => {
+      const { rows } = await pool.query<{ inserted: number; stored: Record<string, number>; deliveries: Record<string, number> }>(query);
+      const result = { inserted: rows[0]!.inserted, stored: rows[0]!.stored, deliveries: rows[0]!.deliveries };
+      noteGrowth(result.inserted + Object.values(result.deliveries).reduce((a, b) => a + b, 0));
+      return result;
+    };
+  }
+
   return {
     schema,
     pool,
@@ -216,37 +253,11 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     },
 
     /** Events, their deliveries, order rows, parked input and checkpoints: one statement, one transaction. */
-    async append(input: AppendInput): Promise<AppendResult> {
-      const events = input.events.map(({ event, position, committedAt }) => ({
-        id: event.id,
-        code: event.code,
-        kind: event.kind,
-        order_key: event.orderKey,
-        order_no: event.orderNo ?? null,
-        refund_id: event.refundId ?? null,
-        occurred_at: event.occurredAt,
-        committed_at: committedAt,
-        position,
-        payload: event,
-      }));
-      const deliveries = input.events.flatMap(({ event, sinks }) =>
-        sinks.map((sink) => ({ event_id: event.id, sink, order_key: event.orderKey })),
-      );
-      const orders = input.orders.map((o) => ({ order_no: o.orderNo, row: o.row }));
-      const { rows } = await pool.query<{ inserted: number; stored: Record<string, number>; deliveries: Record<string, number> }>(
-        named('append', appendSql, [
-          input.source,
-          JSON.stringify(events),
-          JSON.stringify(deliveries),
-          JSON.stringify(orders),
-          JSON.stringify(input.bad),
-          JSON.stringify(input.checkpoints),
-        ]),
-      );
-      const result = { inserted: rows[0]!.inserted, stored: rows[0]!.stored, deliveries: rows[0]!.deliveries };
-      noteGrowth(result.inserted + Object.values(result.deliveries).reduce((a, b) => a + b, 0));
-      return result;
+    append(input: AppendInput): Promise<AppendResult> {
+      return prepareAppend(input)();
     },
+
+    prepareAppend,
 
     async claim(sink: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
       const { rows } = await pool.query<{ id: string; event_id: string; sink: string; attempt: number; payload: BusinessEvent; committed_at: Date }>(

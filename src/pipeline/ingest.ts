@@ -30,17 +30,54 @@ export interface IngestResult extends AppendResult {
  */
 export function createIngest(deps: IngestDeps) {
   const { classifier, ledger } = deps;
+  // A source may hand over the next batch while the previous one is still being written, so
+  // that classifying and serialising overlap the ledger write. Preparations run one after
+  // another and writes strictly in call order; a write waits for the one before and fails
+  // with it (a later batch must never commit past an earlier one that did not). The order
+  // rows of prepared batches not yet committed are taken from here, not from the ledger.
+  let preparing: Promise<unknown> = Promise.resolve();
+  let writing: Promise<unknown> = Promise.resolve();
+  const uncommitted = new Map<string, Row>();
 
   return async function ingest(batch: SourceBatch): Promise<IngestResult> {
+    const prepared = preparing.then(() => prepare(batch));
+    preparing = prepared.catch(() => {});
+    const written = Promise.all([writing, prepared]).then(([, p]) => p.write());
+    writing = written;
+    try {
+      const stored = await written;
+      const p = await prepared;
+      return { ...stored, events: p.events, bad: p.bad, codes: p.codes };
+    } catch (err) {
+      // This batch or one before it failed: the source re-reads from its last committed
+      // position, so nothing in flight may be remembered.
+      uncommitted.clear();
+      if (writing === written) writing = Promise.resolve();
+      throw err;
+    } finally {
+      const p = await prepared.catch(() => undefined);
+      if (p) for (const [orderNo, row] of p.orders) if (uncommitted.get(orderNo) === row) uncommitted.delete(orderNo);
+    }
+  };
+
+  async function prepare(batch: SourceBatch) {
     // What the ledger knows of an order decides nothing for a plain insert: a repeated insert
     // (a re-read after a crash, a re-created order) yields the same event ids, which the
     // append drops. Only updates, refunds and rows with unseen TOAST columns need a lookup.
     const needsLookup = (c: SourceChange) => c.op !== 'insert' || qualify(c.table) === classifier.refundsTable || !!c.unknownColumns?.length;
     const orderNos = [...new Set(batch.changes.filter(needsLookup).map((c) => classifier.orderNoOf(c)).filter((n): n is string => !!n))];
-    const known = await ledger.loadOrders(orderNos);
+    // Taken before the ledger is read: a batch that commits meanwhile is either in the
+    // ledger's answer or still here, never in neither.
+    const pending = new Map<string, Row>();
+    for (const n of orderNos) {
+      const row = uncommitted.get(n);
+      if (row) pending.set(n, row);
+    }
+    const known = await ledger.loadOrders(orderNos.filter((n) => !pending.has(n)));
+    for (const [k, v] of pending) known.set(k, v);
     if (deps.fetchOrders && classifier.refundsTable) {
       const unknownRefundOrders = batch.changes
-        .filter((c) => c.table === classifier.refundsTable)
+        .filter((c) => qualify(c.table) === classifier.refundsTable)
         .map((c) => classifier.orderNoOf(c))
         .filter((n): n is string => !!n && !known.has(n));
       if (unknownRefundOrders.length) for (const [k, v] of await deps.fetchOrders([...new Set(unknownRefundOrders)])) known.set(k, v);
@@ -71,16 +108,17 @@ export function createIngest(deps: IngestDeps) {
       }
     }
 
-    const stored = await ledger.append({
+    const write = ledger.prepareAppend({
       source: deps.sourceId,
       events: [...events.values()],
       orders: [...orders].map(([orderNo, row]) => ({ orderNo, row })),
       bad,
       checkpoints: batch.checkpoints,
     });
+    for (const [orderNo, row] of orders) uncommitted.set(orderNo, row);
     for (const e of events.values()) codes[e.event.code] = (codes[e.event.code] ?? 0) + 1;
-    return { ...stored, events: events.size, bad: bad.length, codes };
-  };
+    return { write, orders, events: events.size, bad: bad.length, codes };
+  }
 
   function sinksFor(event: BusinessEvent): string[] {
     return deps.sinks.filter((s) => s.handles(event)).map((s) => s.name);

@@ -237,10 +237,29 @@ export class ReplicationSession {
     if (this.flushing || this.failure) return;
     this.flushing = (async () => {
       await new Promise<void>((r) => setImmediate(r)); // let the rest of this socket read join the batch
-      while (this.buffer.length > 0) {
-        const batch = this.take();
-        if (this.bufferedChanges < this.options.maxBatchChanges && this.bufferedBytes < this.options.maxBufferBytes) this.resume();
-        await this.handle(batch);
+      // Up to two batches in the pipeline: the next one is classified while the previous one
+      // is written (the pipeline keeps their writes, and so the acknowledgements, in order).
+      // A second batch starts only when a full one is waiting; otherwise the stream is better
+      // served by letting the buffer fill while the write runs.
+      const inFlight: Array<Promise<void>> = [];
+      while (this.buffer.length > 0 || inFlight.length > 0) {
+        const full = this.bufferedChanges >= this.options.maxBatchChanges;
+        if (this.buffer.length > 0 && (inFlight.length === 0 || (inFlight.length < 2 && full))) {
+          const batch = this.take();
+          if (this.bufferedChanges < this.options.maxBatchChanges && this.bufferedBytes < this.options.maxBufferBytes) this.resume();
+          const handled = this.handle(batch);
+          handled.catch(() => {}); // observed below, in order
+          inFlight.push(handled);
+          continue;
+        }
+        try {
+          await inFlight.shift();
+        } catch (err) {
+          // Settle the other batch before reporting: a new session must not start while a
+          // write of this one is still under way.
+          await Promise.allSettled(inFlight);
+          throw err;
+        }
       }
     })()
       .catch((err) => {
