@@ -87,7 +87,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     sourcePool.on('error', () => {});
     pools.push(sourcePool);
     const fetchOrders = (orderNos: string[]) => fetchOrderRows(sourcePool, qualify(config.orders.table), config.orders.orderNo, orderNos);
-    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, fetchOrders }) });
+    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, fetchOrders, room: () => dispatcher.room() }) });
   }
   if (config.kafka) {
     const source = createKafkaSource(config.kafka, {
@@ -95,7 +95,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       loadCheckpoints: () => ledger.loadCheckpoints('kafka'),
       ...(deps.env ? { env: deps.env } : {}),
     });
-    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks }) });
+    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, room: () => dispatcher.room() }) });
   }
 
   async function runSource({ source, ingest }: SourceRunner, signal: AbortSignal): Promise<void> {
@@ -106,7 +106,12 @@ export function createApp(config: Config, deps: AppDeps): App {
         if (batch.changes.length > 0) failpoint(batch.checkpoints.length ? 'ingest.after-commit' : 'ingest.after-slice');
         // Only now, with the batch committed, may the source hear about its position.
         source.acknowledge(batch.checkpoints);
-        dispatcher.wake(Object.keys(result.deliveries));
+        // Deliveries stored already claimed go straight to their workers; a sink with new
+        // deliveries beyond those looks in the ledger.
+        dispatcher.offer(result.claimed);
+        const handed = new Map<string, number>();
+        for (const c of result.claimed) handed.set(c.sink, (handed.get(c.sink) ?? 0) + 1);
+        dispatcher.wake(Object.entries(result.deliveries).filter(([sink, n]) => n > (handed.get(sink) ?? 0)).map(([sink]) => sink));
         deps.hooks?.onIngested?.(result);
       },
       checkpoints,

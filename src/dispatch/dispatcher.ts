@@ -1,5 +1,5 @@
 import type { Sink } from '../core/sink.js';
-import type { Ledger } from '../ledger/ledger.js';
+import type { ClaimedDelivery, Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
 import { SinkWorker, type DispatchHooks, type SinkPolicy, type SinkState, type WorkerOptions } from './sink-worker.js';
 
@@ -26,6 +26,20 @@ export function createDispatcher(deps: {
     wake(sinks?: Iterable<string>): void {
       if (!sinks) for (const w of workers.values()) w.wake();
       else for (const name of sinks) workers.get(name)?.wake();
+    },
+    /** Per sink, how many new deliveries could be stored already claimed (see SinkWorker.room). */
+    room(): Array<{ sink: string; n: number; leaseMs: number }> {
+      return [...workers.entries()].map(([sink, w]) => ({ sink, n: w.room(), leaseMs: w.leaseMs() }));
+    },
+    /** Hands deliveries stored already claimed to their workers. */
+    offer(claimed: readonly ClaimedDelivery[]): void {
+      const bySink = new Map<string, ClaimedDelivery[]>();
+      for (const c of claimed) {
+        const list = bySink.get(c.sink);
+        if (list) list.push(c);
+        else bySink.set(c.sink, [c]);
+      }
+      for (const [sink, list] of bySink) workers.get(sink)?.offer(list);
     },
     state(): SinkState[] {
       return [...workers.values()].map((w) => w.state());

@@ -88,6 +88,31 @@ export class SinkWorker {
     this.kick();
   }
 
+  /**
+   * How many deliveries this worker could start or queue now: new deliveries up to this
+   * many are stored already claimed and handed over (`offer`) instead of claimed later.
+   */
+  room(): number {
+    if (!this.running || this.paused) return 0;
+    return Math.max(0, 2 * this.policy.concurrency - this.inflight - this.queue.length);
+  }
+
+  /** The lease a claim of this worker holds: the attempt timeout and a margin. */
+  leaseMs(): number {
+    return this.policy.timeout + this.options.leaseMargin;
+  }
+
+  /** Deliveries claimed for this worker when they were stored (see `room`). */
+  offer(claimed: ClaimedDelivery[]): void {
+    if (claimed.length === 0) return;
+    if (!this.running) {
+      void this.ledger.release(claimed).catch(() => {}); // their leases would run out anyway
+      return;
+    }
+    this.queue.push(...claimed);
+    this.kick();
+  }
+
   /** Re-run the loop (an attempt finished: start the next queued one). */
   private kick(): void {
     this.wakePending = true;
@@ -164,7 +189,7 @@ export class SinkWorker {
     if (want <= 0) return false;
     const wakes = this.wakes;
     try {
-      const claimed = await this.ledger.claim(this.sink.name, want, this.policy.timeout + this.options.leaseMargin);
+      const claimed = await this.ledger.claim(this.sink.name, want, this.leaseMs());
       this.queue.push(...claimed);
       // Short, and nothing new was stored while the claim ran: wait for a wake-up. (Without
       // the check, a claim that raced an append swallowed its wake-up, and the new

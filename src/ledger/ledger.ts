@@ -17,6 +17,11 @@ export interface AppendInput {
   orders: Array<{ orderNo: string; row: Row }>;
   bad: BadInput[];
   checkpoints: Checkpoint[];
+  /**
+   * Room per sink to claim new deliveries right away (workers that are idle enough): up to
+   * `n` are stored leased for `leaseMs` as attempt 1 and returned in `leased`.
+   */
+  room?: Array<{ sink: string; n: number; leaseMs: number }>;
 }
 
 export interface AppendResult {
@@ -26,6 +31,8 @@ export interface AppendResult {
   stored: Record<string, number>;
   /** New deliveries per sink. */
   deliveries: Record<string, number>;
+  /** New deliveries stored already claimed (see `AppendInput.room`). */
+  leased: Array<{ id: string; eventId: string; sink: string }>;
 }
 
 export interface ClaimedDelivery {
@@ -81,7 +88,50 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       .finally(() => (analyzing = false));
   }
 
-  const appendSql = /* sql */ `
+  const plainDeliveries = /* sql */ `dl AS (
+      INSERT INTO ${s}.deliveries (event_id, sink, order_key)
+      SELECT d.event_id, d.sink, d.order_key
+        FROM ROWS FROM (json_to_recordset($3::json) AS (event_id text, sink text, order_key text))
+             WITH ORDINALITY AS d(event_id, sink, order_key, ord)
+       WHERE d.event_id IN (SELECT id FROM ev)
+       ORDER BY d.ord
+      RETURNING id, event_id, sink, attempts
+    )`;
+  // The same, but the deliveries that may go out at once are claimed as they are stored
+  // (attempt 1, leased), for the caller to hand to its idle workers: no claim round trip
+  // for a steady trickle of orders. May go out at once = the first delivery of its order
+  // in this batch, with no unfinished (pending or rejected) delivery of that order before
+  // it, up to the room each sink's worker has ($7). The FIFO rule is the claim's.
+  const leasingDeliveries = /* sql */ `nd AS (
+      SELECT d.event_id, d.sink, d.order_key, d.ord,
+             row_number() OVER (PARTITION BY d.sink, d.order_key ORDER BY d.ord) = 1 AS first_of_order
+        FROM ROWS FROM (json_to_recordset($3::json) AS (event_id text, sink text, order_key text))
+             WITH ORDINALITY AS d(event_id, sink, order_key, ord)
+       WHERE d.event_id IN (SELECT id FROM ev)
+    ), room AS (
+      SELECT * FROM json_to_recordset($7::json) AS r(sink text, n int, lease_ms int)
+    ), free AS (
+      SELECT f.event_id, f.sink, room.lease_ms
+        FROM (SELECT n.event_id, n.sink, row_number() OVER (PARTITION BY n.sink ORDER BY n.ord) AS k
+                FROM nd n
+               WHERE n.first_of_order AND n.sink IN (SELECT sink FROM room)
+                 -- OFFSET 0: a probe of deliveries_fifo per row, whatever the statistics say.
+                 AND NOT EXISTS (
+                       SELECT 1 FROM ${s}.deliveries e
+                        WHERE e.sink = n.sink AND e.order_key = n.order_key AND e.status IN ('pending', 'rejected')
+                       OFFSET 0)) f
+        JOIN room ON room.sink = f.sink
+       WHERE f.k <= room.n
+    ), dl AS (
+      INSERT INTO ${s}.deliveries (event_id, sink, order_key, attempts, lease_until)
+      SELECT n.event_id, n.sink, n.order_key,
+             CASE WHEN fr.event_id IS NULL THEN 0 ELSE 1 END,
+             CASE WHEN fr.event_id IS NULL THEN NULL ELSE now() + fr.lease_ms * interval '1 millisecond' END
+        FROM nd n LEFT JOIN free fr ON fr.event_id = n.event_id AND fr.sink = n.sink
+       ORDER BY n.ord
+      RETURNING id, event_id, sink, attempts
+    )`;
+  const appendStatement = (lease: boolean) => /* sql */ `
     WITH ev AS (
       INSERT INTO ${s}.events (id, code, kind, order_key, order_no, refund_id, occurred_at, committed_at, source, position, payload)
       SELECT x.id, x.code, x.kind, x.order_key, x.order_no, x.refund_id, x.occurred_at, x.committed_at, $1, x.position, x.payload
@@ -89,15 +139,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
              refund_id text, occurred_at timestamptz, committed_at timestamptz, position text, payload json)
       ON CONFLICT (id) DO NOTHING
       RETURNING id, code
-    ), dl AS (
-      INSERT INTO ${s}.deliveries (event_id, sink, order_key)
-      SELECT d.event_id, d.sink, d.order_key
-        FROM ROWS FROM (json_to_recordset($3::json) AS (event_id text, sink text, order_key text))
-             WITH ORDINALITY AS d(event_id, sink, order_key, ord)
-       WHERE d.event_id IN (SELECT id FROM ev)
-       ORDER BY d.ord
-      RETURNING sink
-    ), od AS (
+    ), ${lease ? leasingDeliveries : plainDeliveries}, od AS (
       INSERT INTO ${s}.orders (order_no, row)
       SELECT o.order_no, o.row FROM json_to_recordset($4::json) AS o(order_no text, row json)
       ON CONFLICT (order_no) DO UPDATE SET row = EXCLUDED.row, updated_at = now()
@@ -124,7 +166,10 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     SELECT (SELECT count(*) FROM ev)::int AS inserted,
            (SELECT coalesce(jsonb_object_agg(code, n), '{}'::jsonb) FROM (SELECT code, count(*)::int AS n FROM ev GROUP BY code) g) AS stored,
            (SELECT coalesce(jsonb_object_agg(sink, n), '{}'::jsonb) FROM (SELECT sink, count(*)::int AS n FROM dl GROUP BY sink) g) AS deliveries,
+           (SELECT coalesce(json_agg(json_build_object('id', id::text, 'event_id', event_id, 'sink', sink)), '[]'::json) FROM dl WHERE attempts = 1) AS leased,
            (SELECT count(*) FROM od) + (SELECT count(*) FROM pk) + (SELECT count(*) FROM cp) AS other`;
+  const appendSql = appendStatement(false);
+  const appendLeasingSql = appendStatement(true);
 
   const claimSql = /* sql */ `
     WITH c AS (
@@ -216,17 +261,25 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       sinks.map((sink) => ({ event_id: event.id, sink, order_key: event.orderKey })),
     );
     const orders = input.orders.map((o) => ({ order_no: o.orderNo, row: o.row }));
-    const query = named('append', appendSql, [
+    const room = (input.room ?? []).filter((r) => r.n > 0).map((r) => ({ sink: r.sink, n: r.n, lease_ms: Math.round(r.leaseMs) }));
+    const params = [
       input.source,
       JSON.stringify(events),
       JSON.stringify(deliveries),
       JSON.stringify(orders),
       JSON.stringify(input.bad),
       JSON.stringify(input.checkpoints),
-    ]);
+    ];
+    const query = room.length ? named('append_leasing', appendLeasingSql, [...params, JSON.stringify(room)]) : named('append', appendSql, params);
     return async () => {
-      const { rows } = await pool.query<{ inserted: number; stored: Record<string, number>; deliveries: Record<string, number> }>(query);
-      const result = { inserted: rows[0]!.inserted, stored: rows[0]!.stored, deliveries: rows[0]!.deliveries };
+      const { rows } = await pool.query<{
+        inserted: number;
+        stored: Record<string, number>;
+        deliveries: Record<string, number>;
+        leased: Array<{ id: string; event_id: string; sink: string }>;
+      }>(query);
+      const r = rows[0]!;
+      const result = { inserted: r.inserted, stored: r.stored, deliveries: r.deliveries, leased: (r.leased ?? []).map((l) => ({ id: l.id, eventId: l.event_id, sink: l.sink })) };
       noteGrowth(result.inserted + Object.values(result.deliveries).reduce((a, b) => a + b, 0));
       return result;
     };

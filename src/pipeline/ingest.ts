@@ -2,7 +2,7 @@ import type { BusinessEvent, Row } from '../core/events.js';
 import type { Sink } from '../core/sink.js';
 import type { BadInput, SourceBatch, SourceChange } from '../core/source.js';
 import { qualify, type Classifier } from '../classify/classifier.js';
-import type { AppendResult, EventToStore, Ledger } from '../ledger/ledger.js';
+import type { AppendResult, ClaimedDelivery, EventToStore, Ledger } from '../ledger/ledger.js';
 
 export interface IngestDeps {
   sourceId: string;
@@ -14,9 +14,13 @@ export interface IngestDeps {
    * order older than the connector). Optional: Kafka sources have no table to read.
    */
   fetchOrders?: (orderNos: string[]) => Promise<Map<string, Row>>;
+  /** How many new deliveries each sink's worker could start now (stored already claimed). */
+  room?: () => Array<{ sink: string; n: number; leaseMs: number }>;
 }
 
 export interface IngestResult extends AppendResult {
+  /** The `leased` deliveries, ready for their workers. */
+  claimed: ClaimedDelivery[];
   events: number;
   bad: number;
   codes: Record<string, number>;
@@ -47,7 +51,11 @@ export function createIngest(deps: IngestDeps) {
     try {
       const stored = await written;
       const p = await prepared;
-      return { ...stored, events: p.events, bad: p.bad, codes: p.codes };
+      const claimed = stored.leased.map((l): ClaimedDelivery => {
+        const e = p.stored.get(l.eventId)!;
+        return { id: l.id, eventId: l.eventId, sink: l.sink, attempt: 1, event: e.event, committedAt: new Date(e.committedAt) };
+      });
+      return { ...stored, claimed, events: p.stored.size, bad: p.bad, codes: p.codes };
     } catch (err) {
       // This batch or one before it failed: the source re-reads from its last committed
       // position, so nothing in flight may be remembered.
@@ -114,10 +122,11 @@ export function createIngest(deps: IngestDeps) {
       orders: [...orders].map(([orderNo, row]) => ({ orderNo, row })),
       bad,
       checkpoints: batch.checkpoints,
+      ...(deps.room ? { room: deps.room() } : {}),
     });
     for (const [orderNo, row] of orders) uncommitted.set(orderNo, row);
     for (const e of events.values()) codes[e.event.code] = (codes[e.event.code] ?? 0) + 1;
-    return { write, orders, events: events.size, bad: bad.length, codes };
+    return { write, orders, stored: events, bad: bad.length, codes };
   }
 
   function sinksFor(event: BusinessEvent): string[] {

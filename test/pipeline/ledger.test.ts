@@ -86,3 +86,53 @@ describe('ledger outcomes', () => {
     expect(d).toEqual([{ status: 'delivered', attempts: 4, last_code: '10000', result: { event_id: 'E1', note: 'ü "q"' } }]);
   });
 });
+
+describe('ledger appends that claim', () => {
+  it('store a delivery already claimed only when it could be claimed: first of its order, nothing unfinished before it, within the room', async () => {
+    const c = await db.pool.connect();
+    await migrate(c, 'l4');
+    c.release();
+    const l = createLedger(db.pool, 'l4');
+    const ev = (id: string, order: string, sinks: string[]) => ({
+      event: { id, code: 'TRADE_SUCCESS', kind: 'TRADE', orderKey: order, orderNo: order, occurredAt: '2026-11-21T10:00:00Z', order: { order_no: order } } as const,
+      sinks,
+      position: '0/1',
+      committedAt: '2026-11-21T10:00:00Z',
+    });
+    const first = await l.append({
+      source: 's',
+      events: [ev('e1', 'A', ['a', 'b']), ev('e2', 'A', ['a']), ev('e3', 'B', ['a'])],
+      orders: [],
+      bad: [],
+      checkpoints: [],
+      room: [{ sink: 'a', n: 1, leaseMs: 60_000 }, { sink: 'b', n: 5, leaseMs: 60_000 }],
+    });
+    // a: e1 (first of A) fills the room of 1; e2 waits behind e1; e3 (B) waits for room.
+    expect(first.leased.map((x) => `${x.eventId}/${x.sink}`).sort()).toEqual(['e1/a', 'e1/b']);
+    const second = await l.append({
+      source: 's',
+      events: [ev('e4', 'A', ['b']), ev('e5', 'C', ['b'])],
+      orders: [],
+      bad: [],
+      checkpoints: [],
+      room: [{ sink: 'b', n: 5, leaseMs: 60_000 }],
+    });
+    // A still has e1 unfinished at b: e4 waits; C is free.
+    expect(second.leased.map((x) => `${x.eventId}/${x.sink}`)).toEqual(['e5/b']);
+    const { rows } = await db.pool.query(`SELECT event_id, sink, attempts, lease_until IS NOT NULL AS leased FROM l4.deliveries ORDER BY id`);
+    expect(rows).toEqual([
+      { event_id: 'e1', sink: 'a', attempts: 1, leased: true },
+      { event_id: 'e1', sink: 'b', attempts: 1, leased: true },
+      { event_id: 'e2', sink: 'a', attempts: 0, leased: false },
+      { event_id: 'e3', sink: 'a', attempts: 0, leased: false },
+      { event_id: 'e4', sink: 'b', attempts: 0, leased: false },
+      { event_id: 'e5', sink: 'b', attempts: 1, leased: true },
+    ]);
+    // A claim takes what was left: e3 at a (e2 waits behind the leased e1), nothing at b.
+    expect((await l.claim('a', 10, 60_000)).map((x) => x.eventId)).toEqual(['e3']);
+    expect(await l.claim('b', 10, 60_000)).toEqual([]);
+    // Without room, an append claims nothing.
+    const third = await l.append({ source: 's', events: [ev('e6', 'D', ['a'])], orders: [], bad: [], checkpoints: [] });
+    expect(third.leased).toEqual([]);
+  });
+});
