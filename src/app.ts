@@ -65,6 +65,12 @@ export function createApp(config: Config, deps: AppDeps): App {
   const logger = deps.logger;
   const pool = new pg.Pool({ connectionString: ledgerUrl(config), max: config.ledger.poolSize, application_name: 'order-relay' });
   pool.on('error', (err) => logger.warn({ component: 'ledger', err: String(err) }, 'idle ledger connection failed'));
+  // The ledger's prepared statements (append, settle) keep one plan per connection: planning
+  // them per call cost as much as running them. The ledger re-analyzes its tables as they
+  // grow, which makes Postgres re-plan them. Statements that are not prepared are unaffected.
+  pool.on('connect', (client) => {
+    client.query('SET plan_cache_mode = force_generic_plan').catch(() => {});
+  });
   const ledger = createLedger(pool, config.ledger.schema, { attemptHistory: config.dispatcher.attemptHistory });
   const sinks =
     deps.sinks ?? Object.entries(config.sinks).map(([name, sc]) => createSink(name, sc, { logger, ...(deps.env ? { env: deps.env } : {}) }));
