@@ -10,6 +10,7 @@ const { values } = parseArgs({
     events: { type: 'string' },
     'e2e-orders': { type: 'string' },
     'latency-seconds': { type: 'string' },
+    'warmup-seconds': { type: 'string' },
     rate: { type: 'string' },
     backlog: { type: 'string' },
     'drain-seconds': { type: 'string' },
@@ -33,6 +34,7 @@ if (values.help) {
   --events N            order changes for decode/ingest (default 200000); other sizes scale from it
   --e2e-orders N        orders per e2e phase (default events/40; 1.5 events per order)
   --latency-seconds S   duration of the 500 events/s latency run (default 20)
+  --warmup-seconds S    the same load before the measured window, reported apart (default 3)
   --rate R              offered events/s for the latency run (default 500)
   --backlog N           extra backlog run of N events for the memory ceiling (e.g. 1000000)
   --drain-seconds S     how long a paused backlog is resumed and measured (default 20)
@@ -64,6 +66,7 @@ const set = <K extends keyof typeof opts>(k: K, v: (typeof opts)[K] | undefined)
 };
 set('e2eOrders', num(values['e2e-orders'], 'e2e-orders'));
 set('latencySeconds', num(values['latency-seconds'], 'latency-seconds'));
+set('warmupSeconds', num(values['warmup-seconds'], 'warmup-seconds'));
 set('rate', num(values.rate, 'rate'));
 set('backlog', num(values.backlog, 'backlog'));
 set('drainSeconds', num(values['drain-seconds'], 'drain-seconds'));
