@@ -105,7 +105,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   }
 
   async function runSource({ source, ingest }: SourceRunner, signal: AbortSignal): Promise<void> {
-    const checkpoints = await ledger.loadCheckpoints(source.id);
+    const checkpoints = await retryWhileUnreachable(() => ledger.loadCheckpoints(source.id), signal);
     await source.run(
       async (batch) => {
         const result = await ingest(batch);
@@ -125,12 +125,14 @@ export function createApp(config: Config, deps: AppDeps): App {
     );
   }
 
-  /** Start-up meets a database that may be restarting: retry the migration with backoff. */
-  async function migrateWithRetry(signal: AbortSignal): Promise<void> {
+  /**
+   * Start-up meets a database that may be restarting (the migration, the checkpoints a
+   * source resumes from): retry those with backoff instead of exiting.
+   */
+  async function retryWhileUnreachable<T>(step: () => Promise<T>, signal: AbortSignal): Promise<T> {
     for (let wait = 250; ; wait = Math.min(wait * 2, 10_000)) {
       try {
-        await migrateLedger(config);
-        return;
+        return await step();
       } catch (err) {
         const code = (err as { code?: string }).code;
         const transient = code === '57P03' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === '57P01';
@@ -142,7 +144,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   }
 
   async function run(signal: AbortSignal): Promise<void> {
-    await migrateWithRetry(signal);
+    await retryWhileUnreachable(() => migrateLedger(config), signal);
     dispatcher.start();
     // One source failing for good stops the others: the process exits and is restarted.
     const all = new AbortController();
