@@ -20,7 +20,7 @@ export const postgresSourceSchema = z.strictObject({
     .strictObject({ initialBackoff: duration().default(500), maxBackoff: duration().default(30_000) })
     .prefault({}),
   /** Changes per ledger transaction; a larger source transaction is fed in slices of this size. */
-  maxBatchChanges: z.number().int().min(1).max(100_000).default(1_000),
+  maxBatchChanges: z.number().int().min(1).max(100_000).default(500),
   /** Bytes of decoded changes buffered before the socket is paused. */
   maxBufferBytes: size().default(32 * 1024 * 1024),
 });
