@@ -65,13 +65,16 @@ export function createApp(config: Config, deps: AppDeps): App {
   const logger = deps.logger;
   const pool = new pg.Pool({ connectionString: ledgerUrl(config), max: config.ledger.poolSize, application_name: 'order-relay' });
   pool.on('error', (err) => logger.warn({ component: 'ledger', err: String(err) }, 'idle ledger connection failed'));
-  // The ledger's prepared statements (append, settle) keep one plan per connection: planning
-  // them per call cost as much as running them. The ledger re-analyzes its tables as they
-  // grow, which makes Postgres re-plan them. Statements that are not prepared are unaffected.
-  pool.on('connect', (client) => {
+  // The ledger's append and settle run prepared, on connections that keep one generic plan
+  // per statement: planning them per call cost as much as running them at a trickle. The
+  // ledger re-analyzes its tables as they grow, which makes Postgres re-plan them. Every
+  // other statement stays on `pool`, planned per call with its parameters.
+  const hotPool = new pg.Pool({ connectionString: ledgerUrl(config), max: 3, application_name: 'order-relay' });
+  hotPool.on('error', (err) => logger.warn({ component: 'ledger', err: String(err) }, 'idle ledger connection failed'));
+  hotPool.on('connect', (client) => {
     client.query('SET plan_cache_mode = force_generic_plan').catch(() => {});
   });
-  const ledger = createLedger(pool, config.ledger.schema, { attemptHistory: config.dispatcher.attemptHistory });
+  const ledger = createLedger(pool, config.ledger.schema, { attemptHistory: config.dispatcher.attemptHistory, prepared: hotPool });
   const sinks =
     deps.sinks ?? Object.entries(config.sinks).map(([name, sc]) => createSink(name, sc, { logger, ...(deps.env ? { env: deps.env } : {}) }));
   const policies = new Map(Object.entries(config.sinks).map(([name, sc]) => [name, sinkPolicy(sc)]));
@@ -84,7 +87,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     ...(deps.hooks ? { hooks: deps.hooks } : {}),
   });
   const classifier = createClassifier(config);
-  const pools: pg.Pool[] = [pool];
+  const pools: pg.Pool[] = [pool, hotPool];
   const sources: SourceRunner[] = [];
   if (config.source) {
     const srcUrl = sourceUrl(config);

@@ -209,4 +209,35 @@ describe('dispatcher', () => {
     await d.stop();
     expect(fake.calls()).toBe(1);
   });
+
+  it('takes deliveries an append claimed for it without claiming them again, and gives them back when stopped', async () => {
+    const ledger = await freshLedger();
+    let claims = 0;
+    const counting: Ledger = { ...ledger, claim: (...args) => (claims++, ledger.claim(...args)) };
+    const fake = fakeSink(() => ({ status: 'delivered', info }));
+    const d = createDispatcher({ ledger: counting, sinks: [{ sink: fake.sink, policy }], options: { ...options, pollInterval: 600_000 }, logger: silentLogger() });
+    d.start();
+    await waitFor(() => claims >= 1, 'the first (empty) claim');
+    const claimsBefore = claims;
+    expect(d.room()).toEqual([{ sink: 'fake', n: 2 * policy.concurrency, leaseMs: policy.timeout + options.leaseMargin }]);
+    const now = new Date().toISOString();
+    const events = ['h1', 'h2', 'h3'].map((o) => event(o, 'TRADE_SUCCESS'));
+    const stored = await ledger.append({ source: 'test', events: events.map((e) => ({ event: e, sinks: ['fake'], position: '0/1', committedAt: now })), orders: [], bad: [], checkpoints: [], room: d.room() });
+    expect(stored.leased).toHaveLength(3);
+    const byId = new Map(events.map((e) => [e.id, e]));
+    d.offer(stored.leased.map((l) => ({ ...l, attempt: 1, event: byId.get(l.eventId)!, committedAt: new Date(now) })));
+    await waitFor(async () => (await statuses(ledger)).delivered === 3, 'handed-over deliveries delivered');
+    expect(claims).toBe(claimsBefore);
+    expect(fake.calls()).toBe(3);
+    await d.stop();
+
+    // A stopped worker has no room, and what is handed to it anyway goes back to the ledger.
+    expect(d.room()[0]!.n).toBe(0);
+    const late = await ledger.append({ source: 'test', events: [{ event: event('h4', 'TRADE_SUCCESS'), sinks: ['fake'], position: '0/2', committedAt: now }], orders: [], bad: [], checkpoints: [], room: [{ sink: 'fake', n: 1, leaseMs: 60_000 }] });
+    d.offer(late.leased.map((l) => ({ ...l, attempt: 1, event: event('h4', 'TRADE_SUCCESS'), committedAt: new Date(now) })));
+    await waitFor(async () => {
+      const { rows } = await db.pool.query(`SELECT attempts, lease_until FROM ${ledger.schema}.deliveries WHERE event_id = $1`, [event('h4', 'TRADE_SUCCESS').id]);
+      return rows[0]?.attempts === 0 && rows[0]?.lease_until === null;
+    }, 'released');
+  });
 });
