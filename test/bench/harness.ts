@@ -401,13 +401,21 @@ export function spawnConnector(configPath: string, env: Record<string, string>, 
 // Ledger and slot probes
 
 export async function slotAndCheckpoint(pool: pg.Pool | pg.Client, slot: string, schema: string): Promise<{ confirmed: bigint; checkpoint: bigint | null }> {
-  const { rows } = await pool.query<{ confirmed: string | null; checkpoint: string | null }>(
-    `SELECT (SELECT (confirmed_flush_lsn - '0/0')::text FROM pg_replication_slots WHERE slot_name = $1) AS confirmed,
-            (SELECT (position::pg_lsn - '0/0')::text FROM ${schema}.checkpoints WHERE source = 'postgres' AND stream = 'slot') AS checkpoint`,
+  // The acknowledged side first, then the ledger, in two statements: the ledger only moves
+  // forward and is written before anything is acknowledged, so this order can only
+  // under-report. (In one statement the ledger is read at the statement's snapshot and the
+  // slot after it, and a batch committed in between looked like an acknowledgement ahead
+  // of the ledger.)
+  const slotRow = await pool.query<{ confirmed: string | null }>(
+    `SELECT (confirmed_flush_lsn - '0/0')::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1`,
     [slot],
   );
-  const r = rows[0];
-  return { confirmed: BigInt(r?.confirmed ?? 0), checkpoint: r?.checkpoint == null ? null : BigInt(r.checkpoint) };
+  const cp = await pool.query<{ checkpoint: string | null }>(
+    `SELECT (position::pg_lsn - '0/0')::text AS checkpoint FROM ${schema}.checkpoints WHERE source = 'postgres' AND stream = 'slot'`,
+  );
+  const confirmed = slotRow.rows[0]?.confirmed;
+  const checkpoint = cp.rows[0]?.checkpoint;
+  return { confirmed: BigInt(confirmed ?? 0), checkpoint: checkpoint == null ? null : BigInt(checkpoint) };
 }
 
 /** Whether the ledger schema exists yet (the connector migrates it at start). */

@@ -492,13 +492,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
             ackExamples.push(`${when}: confirmed_flush_lsn ${s.confirmed} > checkpoint ${s.checkpoint ?? 'none'} + 1`);
           }
           if (kafkaAdmin) {
-            // Kafka: the group's committed offset (the next record to read) never passes the ledger's.
+            // Kafka: the group's committed offset (the next record to read) never passes the
+            // ledger's. Offsets first, then the ledger: it is written before any commit and only
+            // moves forward, so this order cannot mistake a batch stored in between for a breach.
+            const offsets = await kafkaAdmin.fetchOffsets({ groupId: 'chaos', topics: Object.values(KAFKA_TOPICS) });
             const stored = new Map<string, bigint>();
             if (exists) {
               const { rows } = await pool.query<{ stream: string; position: string }>(`SELECT stream, position FROM ${schema}.checkpoints WHERE source = 'kafka'`);
               for (const r of rows) stored.set(r.stream, BigInt(r.position));
             }
-            for (const t of await kafkaAdmin.fetchOffsets({ groupId: 'chaos', topics: Object.values(KAFKA_TOPICS) })) {
+            for (const t of offsets) {
               for (const p of t.partitions) {
                 const committed = BigInt(p.offset);
                 if (committed < 0n) continue;
