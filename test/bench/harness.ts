@@ -348,7 +348,10 @@ function readStatusKb(pid: number, field: string): number | undefined {
 
 /** `order-relay run -c <config>` as an operator runs it; memory sampled from /proc every 100 ms. */
 export function spawnConnector(configPath: string, env: Record<string, string>, options: { nodeArgs?: string[]; extraEnv?: Record<string, string> } = {}): ConnectorProcess {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, 'run', '-c', configPath], {
+  // ORDER_RELAY_BENCH_CLI: another checkout's bin/order-relay.js as the connector under test
+  // (an A/B of two versions with the same harness, simulators and Postgres).
+  const cli = process.env.ORDER_RELAY_BENCH_CLI || CLI;
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), cli, 'run', '-c', configPath], {
     env: { ...process.env, ...env, ...(options.extraEnv ?? {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
