@@ -23,6 +23,10 @@ export interface IngestResult extends AppendResult {
   claimed: ClaimedDelivery[];
   events: number;
   bad: number;
+  /**
+   * Events the classifier produced, per code, repeats included (a repeat is dropped by its
+   * id, here or by the ledger): the same count whichever way changes fall into batches.
+   */
   codes: Record<string, number>;
 }
 
@@ -111,6 +115,7 @@ export function createIngest(deps: IngestDeps) {
       if (result.kind === 'ignored') continue;
       if (result.orderNo && result.orderRow) orders.set(result.orderNo, result.orderRow);
       for (const event of result.events) {
+        codes[event.code] = (codes[event.code] ?? 0) + 1;
         if (events.has(event.id)) continue;
         events.set(event.id, { event, sinks: sinksFor(event), position: change.position, committedAt: change.committedAt });
       }
@@ -125,7 +130,6 @@ export function createIngest(deps: IngestDeps) {
       ...(deps.room ? { room: deps.room() } : {}),
     });
     for (const [orderNo, row] of orders) uncommitted.set(orderNo, row);
-    for (const e of events.values()) codes[e.event.code] = (codes[e.event.code] ?? 0) + 1;
     return { write, orders, stored: events, bad: bad.length, codes };
   }
 
