@@ -94,7 +94,12 @@ export class SinkWorker {
    */
   room(): number {
     if (!this.running || this.paused) return 0;
-    return Math.max(0, 2 * this.policy.concurrency - this.inflight - this.queue.length);
+    return Math.max(0, this.prefetchRoom());
+  }
+
+  /** Up to twice `concurrency` deliveries started or queued: how many more that allows. */
+  private prefetchRoom(): number {
+    return 2 * this.policy.concurrency - this.inflight - this.queue.length;
   }
 
   /** The lease a claim of this worker holds: the attempt timeout and a margin. */
@@ -185,7 +190,7 @@ export class SinkWorker {
   private async refill(probing: boolean): Promise<boolean> {
     if (this.exhausted) return false;
     if (probing ? this.inflight + this.queue.length > 0 : this.queue.length >= Math.ceil(this.policy.concurrency / 2)) return false;
-    const want = Math.min((probing ? 1 : 2 * this.policy.concurrency) - this.inflight - this.queue.length, this.options.claimBatch);
+    const want = probing ? 1 - this.inflight - this.queue.length : Math.min(this.prefetchRoom(), this.options.claimBatch);
     if (want <= 0) return false;
     const wakes = this.wakes;
     try {

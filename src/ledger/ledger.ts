@@ -299,7 +299,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         leased: Array<{ id: string; event_id: string; sink: string }>;
       }>(query);
       const r = rows[0]!;
-      const result = { inserted: r.inserted, stored: r.stored, deliveries: r.deliveries, leased: (r.leased ?? []).map((l) => ({ id: l.id, eventId: l.event_id, sink: l.sink })) };
+      const result = { inserted: r.inserted, stored: r.stored, deliveries: r.deliveries, leased: r.leased.map((l) => ({ id: l.id, eventId: l.event_id, sink: l.sink })) };
       noteGrowth(result.inserted + Object.values(result.deliveries).reduce((a, b) => a + b, 0));
       return result;
     };

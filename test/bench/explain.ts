@@ -19,7 +19,7 @@ function recordingLedger(schema: string) {
   const fake = {
     query: async (sql: string | pg.QueryConfig, params: unknown[] = []) => {
       captured.push(typeof sql === 'string' ? { sql, params } : { sql: sql.text, params: sql.values ?? [] });
-      return { rows: [{ inserted: 0, deliveries: {}, n: 0 }], rowCount: 0 };
+      return { rows: [{ inserted: 0, deliveries: {}, leased: [], n: 0 }], rowCount: 0 };
     },
   };
   const ledger = createLedger(fake as unknown as pg.Pool, schema);
