@@ -83,6 +83,7 @@ export interface LedgerOptions {
 export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: string, options: LedgerOptions = {}) {
   const s = schema;
   const hot = options.prepared ?? pool;
+  const lockClass = hash32(`order-relay:${schema}`);
   const history = options.attemptHistory ?? 20;
   // Fresh statistics keep claim and settle on their indexes while the tables grow fast, and
   // make Postgres re-plan the statements it keeps prepared. The ledger analyzes its tables
@@ -291,13 +292,29 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       JSON.stringify(input.checkpoints),
     ];
     const query = room.length ? named('append_leasing', appendLeasingSql, [...params, JSON.stringify(room)]) : named('append', appendSql, params);
+    const lock = orderLocks(lockClass, input.events.map((e) => e.event.orderKey));
     return async () => {
-      const { rows } = await hot.query<{
-        inserted: number;
-        stored: Record<string, number>;
-        deliveries: Record<string, number>;
-        leased: Array<{ id: string; event_id: string; sink: string }>;
-      }>(query);
+      type Row = { inserted: number; stored: Record<string, number>; deliveries: Record<string, number>; leased: Array<{ id: string; event_id: string; sink: string }> };
+      let rows: Row[];
+      if (lock === null) {
+        ({ rows } = await hot.query<Row>(query));
+      } else if ('release' in hot) {
+        // A client in the caller's transaction (a backfill page): the lock holds until its commit.
+        await hot.query(lock);
+        ({ rows } = await hot.query<Row>(query));
+      } else {
+        const client = await hot.connect();
+        try {
+          await client.query(`BEGIN; ${lock}`);
+          ({ rows } = await client.query<Row>(query));
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => {});
+          throw err;
+        } finally {
+          client.release();
+        }
+      }
       const r = rows[0]!;
       const result = { inserted: r.inserted, stored: r.stored, deliveries: r.deliveries, leased: r.leased.map((l) => ({ id: l.id, eventId: l.event_id, sink: l.sink })) };
       noteGrowth(result.inserted + Object.values(result.deliveries).reduce((a, b) => a + b, 0));
@@ -402,3 +419,34 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
 }
 
 export type Ledger = ReturnType<typeof createLedger<pg.Pool>>;
+
+/**
+ * Per-order FIFO across concurrent writers of the ledger (the stream, a backfill page, the
+ * Kafka source, a replay of parked input). Delivery ids come from a sequence, so two writers
+ * of one order can commit out of id order: a refund stored by the stream while the backfill
+ * page holding the order's purchase is still open would be the first *visible* delivery of
+ * its order, and go out first. So every append first takes a transaction-level advisory
+ * lock per order bucket it writes, in ascending order (no deadlock), in a statement of its
+ * own before the append (whose snapshot then sees whatever the previous holder committed).
+ * Writers of one order are serialised; each one's deliveries get higher ids than every
+ * earlier writer's. Buckets (256 per ledger) bound the locks a batch takes; orders that share
+ * a bucket merely wait for each other.
+ */
+export const ORDER_LOCK_BUCKETS = 256;
+
+function orderLocks(lockClass: number, orderKeys: readonly string[]): string | null {
+  if (orderKeys.length === 0) return null;
+  const buckets = [...new Set(orderKeys.map((k) => hash32(k) % ORDER_LOCK_BUCKETS))].sort((a, b) => a - b);
+  // Literal integers only (computed here): no parameters, so it can share a simple query with BEGIN.
+  return `SELECT count(pg_advisory_xact_lock(${lockClass}, b)) FROM (SELECT b FROM unnest('{${buckets.join(',')}}'::int[]) AS b ORDER BY b OFFSET 0) l`;
+}
+
+/** FNV-1a over UTF-16 code units, as a non-negative int32. */
+function hash32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) & 0x7fffffff;
+}
