@@ -26,9 +26,32 @@ function alipayKey(config: ZhimaSinkConfig, path: string, env: NodeJS.ProcessEnv
   return parsePublicKey(resolveSecret(config.alipayPublicKey, `${path}.alipayPublicKey`, env), `${path}.alipayPublicKey`);
 }
 
+/**
+ * The document's maximum lengths of the common parameters that come from config: `sign` is
+ * at most 344 characters, the base64 of a 256-byte signature, so only an RSA-2048 key makes
+ * a signature the gateway takes (a 4096-bit key's is 684); `app_auth_token` is at most 40.
+ * Both hold for every call of the sink, so they stop start-up instead of parking each event.
+ */
+export const SIGN_MAX = 344;
+export const APP_AUTH_TOKEN_MAX = 40;
+
+/** Characters of the base64 signature a key makes: 4 per 3 bytes of its modulus, padded. */
+function signLength(key: KeyObject): number | undefined {
+  const bits = key.asymmetricKeyDetails?.modulusLength;
+  return bits === undefined ? undefined : 4 * Math.ceil(Math.ceil(bits / 8) / 3);
+}
+
 export function loadSinkMaterial(config: ZhimaSinkConfig, path: string, env: NodeJS.ProcessEnv): SinkMaterial {
   const privateKey = parsePrivateKey(resolveSecret(config.privateKey, `${path}.privateKey`, env), `${path}.privateKey`);
+  const length = signLength(privateKey);
+  if (length !== undefined && length > SIGN_MAX) {
+    const bits = privateKey.asymmetricKeyDetails!.modulusLength!;
+    throw new KeyError(`${path}.privateKey: a ${bits}-bit key makes ${length}-character signatures; sign is limited to ${SIGN_MAX} (an RSA-2048 key)`);
+  }
   const appAuthToken = config.appAuthToken && resolveSecret(config.appAuthToken, `${path}.appAuthToken`, env);
+  if (appAuthToken && appAuthToken.length > APP_AUTH_TOKEN_MAX) {
+    throw new KeyError(`${path}.appAuthToken: is ${appAuthToken.length} characters; the limit is ${APP_AUTH_TOKEN_MAX}`);
+  }
   const common: CommonParams = { appId: config.appId, ...(appAuthToken && { appAuthToken }) };
   if (!config.certMode) {
     return { privateKey, common, verify: { publicKey: alipayKey(config, path, env), responseKey: RESPONSE_KEY } };

@@ -19,7 +19,21 @@ type RequestConfig = Pick<
 >;
 
 const USER_ID = /^2088\d+$/;
-const LIMITS = { user_id: 64, out_biz_no: 128, out_principal_id: 128 } as const;
+
+/**
+ * The API document's maximum lengths of the biz_content fields, in characters (counted as
+ * Java does, in UTF-16 code units). biz_data's 4096, which is also checked in UTF-8 bytes,
+ * lives in biz-data.ts. A value over its limit is refused, never cut: a truncated id would
+ * name another record.
+ */
+export const BIZ_CONTENT_LIMITS = {
+  user_id: 64,
+  out_biz_no: 128,
+  out_principal_id: 128,
+  biz_state_code: 64,
+  category_code: 64,
+  service_id: 128,
+} as const;
 
 const rejected = (message: string): BizContentResult => ({ status: 'rejected', code: 'INVALID_EVENT', message });
 
@@ -40,8 +54,15 @@ function scalarText(value: JsonValue | undefined): string | undefined {
   return undefined;
 }
 
-function tooLong(field: keyof typeof LIMITS, value: string): string | undefined {
-  return value.length > LIMITS[field] ? `${field} is ${value.length} chars; the limit is ${LIMITS[field]}` : undefined;
+/** A JS number beyond 2^53 may already have lost digits wherever it was parsed. */
+function unsafeNumber(value: JsonValue | undefined): boolean {
+  return typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value);
+}
+
+/** `<field>: <source> is N characters; the limit is L`, or undefined when it fits. */
+function tooLong(field: keyof typeof BIZ_CONTENT_LIMITS, source: string, value: string): string | undefined {
+  const limit = BIZ_CONTENT_LIMITS[field];
+  return value.length > limit ? `${field}: ${source} is ${value.length} characters; the limit is ${limit}` : undefined;
 }
 
 export function buildBizContent(config: RequestConfig, event: BusinessEvent): BizContentResult {
@@ -59,12 +80,21 @@ export function buildBizContent(config: RequestConfig, event: BusinessEvent): Bi
     // Never echo the value: it is personal data and this message is stored and logged.
     return rejected(`user_id: column ${config.userIdColumn} does not hold an Alipay user id (2088 followed by digits)`);
   }
-  const principal = scalarText(row[config.principalIdColumn]);
+  const rawPrincipal = row[config.principalIdColumn];
+  if (unsafeNumber(rawPrincipal)) {
+    return rejected(`out_principal_id: column ${config.principalIdColumn} holds a JSON number beyond 2^53, which may already have been rounded; deliver the column as text`);
+  }
+  const principal = scalarText(rawPrincipal);
   if (!principal) return rejected(`out_principal_id: column ${config.principalIdColumn} is missing or empty`);
   const outBizNo = event.id;
   if (!outBizNo) return rejected('out_biz_no: the event id is empty');
   const lengthProblem =
-    tooLong('user_id', userId) ?? tooLong('out_biz_no', outBizNo) ?? tooLong('out_principal_id', principal);
+    tooLong('user_id', `column ${config.userIdColumn}`, userId) ??
+    tooLong('out_biz_no', 'the event id', outBizNo) ??
+    tooLong('out_principal_id', `column ${config.principalIdColumn}`, principal) ??
+    tooLong('biz_state_code', `states.${event.code}`, state) ??
+    tooLong('category_code', 'categoryCode', config.categoryCode) ??
+    tooLong('service_id', 'serviceId', config.serviceId);
   if (lengthProblem) return rejected(lengthProblem);
   const bizData = buildBizData(config.bizData, row);
   if (!bizData.ok) return rejected(bizData.message);
