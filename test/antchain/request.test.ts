@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SecretError } from '../../src/config/secrets.js';
 import { silentLogger } from '../../src/log.js';
 import { antchainSinkSchema, buildBusinessParams, createAntchainSink, type AntchainSinkConfig } from '../../connectors/sinks/antchain/index.js';
-import { normalisePhone, parseAmount, parseInstant } from '../../connectors/sinks/antchain/values.js';
+import { normaliseLogonId, normalisePhone, parseAmount, parseCount, parseInstant } from '../../connectors/sinks/antchain/values.js';
 import { hexId, orderRow, sinkConfig, TEST_ENV, tradeEvent, visitEvent } from './fixtures.js';
 
 function build(event: Parameters<typeof buildBusinessParams>[0], config: AntchainSinkConfig = sinkConfig()) {
@@ -147,6 +147,110 @@ describe('phone normalisation', () => {
       expect(normalisePhone(input).ok).toBe(false);
     },
   );
+});
+
+describe('ALIPAY_LOGON_ID', () => {
+  it.each([
+    ['+8613800138000', '13800138000'],
+    ['138-0013-8000', '13800138000'],
+    ['138 0013 8000', '13800138000'],
+    ['0086 13800138000', '13800138000'],
+    ['+86-138-0013-8000', '13800138000'],
+    ['8613800138000', '13800138000'],
+    [' 13800138000 ', '13800138000'],
+    ['user@example.com', 'user@example.com'],
+    [' First.Last+tag@example.com.cn ', 'First.Last+tag@example.com.cn'],
+  ])('%j → %s (a phone as the 11 bare digits the API model shows; e-mail as issued)', (input, expected) => {
+    expect(normaliseLogonId(input)).toStrictEqual({ ok: true, value: expected });
+  });
+
+  it.each(['12345', '+852 9123 4567', '+1 555 123 4567', '23800138000', '138.0013.8000', '(138) 0013 8000', '1380013800', '+86-'])(
+    'refuses the phone-shaped %j as not a mainland mobile number',
+    (input) => {
+      expect(normaliseLogonId(input)).toStrictEqual({
+        ok: false,
+        problem: 'is phone-shaped but not a mainland China mobile number (expected 11 digits starting with 1, optionally prefixed with +86)',
+      });
+    },
+  );
+
+  it.each(['alice', 'user@', '@example.com', 'user@example', 'a b@example.com'])('refuses %j as no logon id at all', (input) => {
+    expect(normaliseLogonId(input)).toStrictEqual({
+      ok: false,
+      problem: 'is not an Alipay logon id (expected an e-mail address or a mainland China mobile number)',
+    });
+  });
+
+  const logonConfig = sinkConfig({
+    buyer: { column: 'buyer_account', type: 'ALIPAY_LOGON_ID' },
+    sharer: { column: 'sharer_account', type: 'ALIPAY_LOGON_ID' },
+  });
+
+  it('rows: a phone-shaped logon id goes out normalised, under ALIPAY_LOGON_ID', () => {
+    const event = tradeEvent('TRADE_SUCCESS', hexId(50), orderRow({ buyer_account: '+8613800138000', sharer_account: '0086 139 0000 0000' }));
+    expect(params(event, logonConfig)).toMatchObject({
+      event_child: { user_id_no: '13800138000', user_id_type: 'ALIPAY_LOGON_ID' },
+      event_parent: { user_id_no: '13900000000', user_id_type: 'ALIPAY_LOGON_ID' },
+    });
+  });
+
+  it('visits: the same rule for the visitor and the sharer', () => {
+    const event = visitEvent(hexId(51), { visitor: { type: 'ALIPAY_LOGON_ID', id: '138 0013 8000' }, sharer: { type: 'ALIPAY_LOGON_ID', id: 'share@example.com' } });
+    expect(params(event)).toMatchObject({
+      event_child: { user_id_no: '13800138000', user_id_type: 'ALIPAY_LOGON_ID' },
+      event_parent: { user_id_no: 'share@example.com', user_id_type: 'ALIPAY_LOGON_ID' },
+    });
+  });
+
+  it('a phone-shaped logon id that is no valid number rejects the delivery, naming the field and never the value', () => {
+    const result = build(tradeEvent('TRADE_SUCCESS', hexId(52), orderRow({ buyer_account: '+852 9123 4567', sharer_account: null })), logonConfig);
+    expect(result).toStrictEqual({
+      ok: false,
+      message: 'event_child.user_id_no: column "buyer_account" is phone-shaped but not a mainland China mobile number (expected 11 digits starting with 1, optionally prefixed with +86)',
+    });
+    const sharer = build(tradeEvent('TRADE_SUCCESS', hexId(53), orderRow({ buyer_account: 'a@b.cn', sharer_account: '12345' })), logonConfig);
+    expect(sharer.ok === false && sharer.message).toMatch(/^event_parent\.user_id_no: column "sharer_account" is phone-shaped/);
+  });
+});
+
+describe('numbers are never rounded', () => {
+  const unsafe = 'holds a JSON number beyond 2^53, which may already have been rounded; deliver the column as text (numeric or int8)';
+
+  it('an amount held as a JS number beyond 2^53 is refused; the same digits as text go out exactly', () => {
+    expect(build(tradeEvent('TRADE_SUCCESS', hexId(60), orderRow({ paid_fen: 2 ** 53 + 2 })))).toStrictEqual({
+      ok: false,
+      message: `trade_order.actual_total_amount: column "paid_fen" in the order row ${unsafe}`,
+    });
+    const exact = params(tradeEvent('TRADE_SUCCESS', hexId(61), orderRow({ paid_fen: '9007199254740993', original_fen: '9223372036854775807' })));
+    expect(exact.trade_order).toMatchObject({ actual_total_amount: '9007199254740993', original_total_amount: '9223372036854775807' });
+  });
+
+  it.each([
+    [2 ** 53, false],
+    [9007199254740991, true],
+    [1e21, false],
+    ['12345678901234567993', false], // beyond Java Long: refused, never wrapped or rounded
+    ['9223372036854775807', true],
+  ] as const)('count %j accepted: %s', (value, accepted) => {
+    expect(parseCount(value).ok).toBe(accepted);
+  });
+
+  it('yuan amounts are converted by string arithmetic, even beyond 2^53 fen', () => {
+    expect(parseAmount('90071992547409.93', 'yuan')).toStrictEqual({ ok: true, value: '9007199254740993' });
+    expect(parseAmount(12345678901234567993, 'yuan')).toStrictEqual({ ok: false, problem: unsafe });
+  });
+
+  it('an order number held as a JS number beyond 2^53 is refused instead of falling back to a rounded event.orderNo', () => {
+    const event = tradeEvent('TRADE_SUCCESS', hexId(62), orderRow({ order_no: 12345678901234567993 }), { orderNo: '12345678901234567000' });
+    expect(build(event)).toStrictEqual({ ok: false, message: `trade_order.order_no: column "order_no" ${unsafe}` });
+  });
+
+  it('a sharer column holding something unreadable is refused, not silently dropped', () => {
+    expect(build(tradeEvent('TRADE_SUCCESS', hexId(63), orderRow({ sharer_phone: true })))).toStrictEqual({
+      ok: false,
+      message: 'event_parent.user_id_no: column "sharer_phone" is neither text nor a number',
+    });
+  });
 });
 
 describe('amounts', () => {

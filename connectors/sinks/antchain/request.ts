@@ -3,7 +3,7 @@ import { isVisitCode } from '../../../src/core/events.js';
 import type { AntchainSinkConfig } from './config.js';
 import type { ParamObject } from './params.js';
 import { formatConfirmTime } from './time.js';
-import { absent, normaliseUserId, parseAmount, parseCount, parseInstant, textOf } from './values.js';
+import { absent, isUnsafeNumber, normaliseUserId, parseAmount, parseCount, parseInstant, textOf } from './values.js';
 
 /**
  * Business event → EventReport business parameters (wire names, nested; spec section 2.2).
@@ -52,12 +52,14 @@ function tradeParams(event: BusinessEvent, config: RequestConfig): ParamObject {
   const orderRow = event.order ?? event.refund;
   if (!orderRow) throw new InvalidEvent(`event ${event.code}: order row (event.order) is missing`);
   const sharer = config.sharer;
-  const sharerValue = sharer ? textOf(orderRow[sharer.column]) : undefined;
+  // No sharer is a blank column; a value that cannot be read is an error, not "no sharer".
+  const sharerValue = sharer ? orderRow[sharer.column] : undefined;
+  const hasSharer = sharerValue !== undefined && sharerValue !== null && !(typeof sharerValue === 'string' && sharerValue.trim() === '');
   return {
     event_type: 'TRADE',
     event_instance_code: event.code,
     event_child: user('event_child', `column "${config.buyer.column}"`, config.buyer.type, orderRow[config.buyer.column]),
-    event_parent: sharer && sharerValue !== undefined ? user('event_parent', `column "${sharer.column}"`, sharer.type, sharerValue) : undefined,
+    event_parent: sharer && hasSharer ? user('event_parent', `column "${sharer.column}"`, sharer.type, sharerValue) : undefined,
     request_id: event.id,
     project_id: config.projectId,
     // The seed's REFUND_SUCCESS and TRADE_CONFIRM examples carry no confirm_type.
@@ -87,7 +89,10 @@ function confirmTime(row: Row, config: RequestConfig): string {
 }
 
 function tradeOrder(event: BusinessEvent, orderRow: Row, config: RequestConfig): ParamObject {
-  const orderNo = textOf(event.order?.[config.order.orderNo]) ?? event.orderNo;
+  const rawOrderNo = event.order?.[config.order.orderNo];
+  // A rounded order number names another order: never fall back to event.orderNo for it.
+  if (isUnsafeNumber(rawOrderNo)) throw new InvalidEvent(`trade_order.order_no: column "${config.order.orderNo}" ${absent(rawOrderNo)}`);
+  const orderNo = textOf(rawOrderNo) ?? event.orderNo;
   if (orderNo === undefined || orderNo.trim() === '') {
     throw new InvalidEvent(`trade_order.order_no: column "${config.order.orderNo}" is missing or null`);
   }

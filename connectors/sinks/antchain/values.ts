@@ -12,18 +12,35 @@ const bad = (problem: string): Parsed<never> => ({ ok: false, problem });
 /** Java Long's upper bound: amounts and counts travel as Long. */
 const LONG_MAX = 9_223_372_036_854_775_807n;
 
-/** A row value as text, or undefined when it is absent, null or blank. */
+/**
+ * A whole JS number beyond 2^53 cannot be told apart from a rounded one: whoever parsed it
+ * into a double (a JSON column, a Kafka record) may already have lost digits. Such a value
+ * is never passed on as if it were exact, not as an amount and not as an id.
+ */
+export function isUnsafeNumber(value: JsonValue | undefined): boolean {
+  return typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value);
+}
+
+/** A row value as text, or undefined when it is absent, null, blank or not exactly known. */
 export function textOf(value: JsonValue | undefined): string | undefined {
   if (value === null || value === undefined) return undefined;
   if (typeof value === 'string') return value.trim() === '' ? undefined : value;
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value === 'number' && Number.isFinite(value) && !isUnsafeNumber(value)) return String(value);
   return undefined;
 }
 
 /** Why textOf found nothing usable. */
 export function absent(value: JsonValue | undefined): string {
   if (value === null || value === undefined || typeof value === 'string') return 'is missing or null';
+  if (isUnsafeNumber(value)) {
+    return 'holds a JSON number beyond 2^53, which may already have been rounded; deliver the column as text (numeric or int8)';
+  }
   return 'is neither text nor a number';
+}
+
+/** The 11-digit mainland mobile number in a value written with +86/0086/86, spaces or dashes. */
+function mainlandMobile(value: string): string | undefined {
+  return /^(?:\+86|0086|86)?(1\d{10})$/.exec(value.replace(/[\s-]/g, ''))?.[1];
 }
 
 /**
@@ -31,17 +48,30 @@ export function absent(value: JsonValue | undefined): string {
  * Accepts `13800138000`, `+8613800138000`, `86-138…`, `0086…`, `+86-138…`, with spaces or dashes.
  */
 export function normalisePhone(value: string): Parsed<string> {
-  const compact = value.replace(/[\s-]/g, '');
-  const match = /^(?:\+86|0086|86)?(1\d{10})$/.exec(compact);
-  if (!match) return bad('is not a mainland China mobile number (expected 11 digits, optionally prefixed with +86)');
-  return ok(`+86-${match[1]}`);
+  const mobile = mainlandMobile(value);
+  if (!mobile) return bad('is not a mainland China mobile number (expected 11 digits, optionally prefixed with +86)');
+  return ok(`+86-${mobile}`);
 }
 
-/** Alipay logon ids are an e-mail address or a phone number; sent as issued, trimmed. */
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/** Digits with phone punctuation only: this is a phone number, whatever else it claims to be. */
+const PHONE_SHAPED = /^[+\d\s\-.()]*\d[+\d\s\-.()]*$/;
+
+/**
+ * An Alipay logon id is an e-mail address, sent as issued (trimmed), or a mobile number,
+ * which the API model writes as the bare 11 digits ([TEA] `User.userIdNo`: "支付宝登录账号：
+ * 手机号/邮箱", example `13000000000`; unlike PHONE's `+86-` form). A phone-shaped value is
+ * normalised to those digits, or refused when it is not a mainland mobile number.
+ */
 export function normaliseLogonId(value: string): Parsed<string> {
   const trimmed = value.trim();
-  if (/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(trimmed) || /^\+?[\d-]{5,20}$/.test(trimmed)) return ok(trimmed);
-  return bad('is not an Alipay logon id (expected an e-mail address or a phone number)');
+  if (EMAIL.test(trimmed)) return ok(trimmed);
+  if (PHONE_SHAPED.test(trimmed)) {
+    const mobile = mainlandMobile(trimmed);
+    if (!mobile) return bad('is phone-shaped but not a mainland China mobile number (expected 11 digits starting with 1, optionally prefixed with +86)');
+    return ok(mobile);
+  }
+  return bad('is not an Alipay logon id (expected an e-mail address or a mainland China mobile number)');
 }
 
 export function normaliseUserId(type: UserIdType, value: string): Parsed<string> {
