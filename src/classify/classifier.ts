@@ -24,8 +24,14 @@ export type Classification =
  * REPLICA IDENTITY DEFAULT gives no old row, so "status entered PAID" is decided from the
  * new row plus the ledger's last row for that order: a row whose status is unchanged
  * yields nothing, and any event that would repeat is dropped by its deterministic id.
+ *
+ * One refund, one REFUND_SUCCESS: with a refunds table the refund rows emit it (one per row,
+ * with its refund id) and a status never does; a config where a status lists it anyway is
+ * refused here as it is at config load, so no caller can build the ambiguous rules.
  */
 export function createClassifier(config: ClassifierConfig) {
+  const ambiguous = refundRuleProblems(config.orders, config.refunds);
+  if (ambiguous.length) throw new Error(ambiguous.map((p) => `orders.statuses.${p.status}: ${p.message}`).join('; '));
   const ordersTable = qualify(config.orders.table);
   const refundsTable = config.refunds ? qualify(config.refunds.table) : undefined;
 
@@ -122,6 +128,31 @@ export function createClassifier(config: ClassifierConfig) {
 }
 
 export type Classifier = ReturnType<typeof createClassifier>;
+
+/**
+ * One business fact, one event. With a refunds table, each refund is one of its rows and gets
+ * its REFUND_SUCCESS there, identified by the refund id. A status that also stands for
+ * REFUND_SUCCESS reports a refund a second time under another id: the usual full refund
+ * writes a SUCCESS refund row *and* sets the order REFUNDED, and an order refunded in N
+ * partial rows that ends REFUNDED would report N + 1 refunds. A status may list
+ * REFUND_SUCCESS only when no refunds table is configured (the status is then the refund).
+ * Returns one problem per offending status, for the config check and the classifier.
+ */
+export function refundRuleProblems(
+  orders: { statuses: Readonly<Record<string, readonly string[]>> },
+  refunds: { table: string } | undefined,
+): Array<{ status: string; message: string }> {
+  if (!refunds) return [];
+  return Object.entries(orders.statuses)
+    .filter(([, codes]) => codes.includes('REFUND_SUCCESS'))
+    .map(([status]) => ({
+      status,
+      message:
+        `lists REFUND_SUCCESS while refunds.table is set (${refunds.table}): the refund rows already emit one REFUND_SUCCESS per refund, ` +
+        `so this status would report the same refund again under another id. Remove REFUND_SUCCESS from orders.statuses.${status} ` +
+        `(keep TRADE_SUCCESS, so an order first seen as ${status} still gets its purchase), or remove refunds to take refunds from the status alone`,
+    }));
+}
 
 export function qualify(table: string): string {
   return table.includes('.') ? table : `public.${table}`;

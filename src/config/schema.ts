@@ -3,6 +3,7 @@ import { antchainSinkSchema } from '../../connectors/sinks/antchain/index.js';
 import { zhimaSinkSchema } from '../../connectors/sinks/zhima/index.js';
 import { postgresSourceSchema } from '../../connectors/sources/postgres/config.js';
 import { kafkaSourceSchema, unknownKafkaTables } from '../../connectors/sources/kafka/config.js';
+import { refundRuleProblems } from '../classify/classifier.js';
 import { TRADE_CODES } from '../core/events.js';
 import { duration, identifier, tableName } from './units.js';
 
@@ -18,12 +19,16 @@ export const ordersTableSchema = z.strictObject({
   /**
    * Status value → the events a row in that status stands for, in delivery order. Event
    * identity is (project, order, code), so listing TRADE_SUCCESS under later statuses makes
-   * sure an order first seen as USED or REFUNDED still gets its TRADE_SUCCESS, once.
+   * sure an order first seen as USED or REFUNDED still gets its TRADE_SUCCESS, once. With a
+   * refunds table, no status may list REFUND_SUCCESS (see `refundRuleProblems`).
    */
   statuses: z.record(z.string().min(1), z.array(z.enum(TRADE_CODES)).min(1)),
 });
 
-/** A refunds table: one REFUND_SUCCESS per refund row (partial refunds included). */
+/**
+ * A refunds table: one REFUND_SUCCESS per refund row (partial refunds included). With it, the
+ * refund rows are the only source of REFUND_SUCCESS.
+ */
 export const refundsTableSchema = z.strictObject({
   table: tableName(),
   orderNo: column(),
@@ -78,6 +83,9 @@ export const configSchema = z.strictObject({
 })
   .refine((c) => c.source !== undefined || c.kafka !== undefined, { message: 'expected a source: "source" (postgres) and/or "kafka"', path: ['source'] })
   .superRefine((c, ctx) => {
+    for (const { status, message } of refundRuleProblems(c.orders, c.refunds)) {
+      ctx.addIssue({ code: 'custom', path: ['orders', 'statuses', status], message });
+    }
     const tables = [c.orders.table, ...(c.refunds ? [c.refunds.table] : [])];
     for (const { index, table } of unknownKafkaTables(c.kafka, tables)) {
       ctx.addIssue({ code: 'custom', path: ['kafka', 'topics', index, 'table'], message: `"${table}" is neither orders.table nor refunds.table: every record would be ignored` });

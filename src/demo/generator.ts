@@ -4,9 +4,10 @@ import { sleep } from '../core/sleep.js';
 import { eventId } from '../core/ids.js';
 
 /**
- * The demo's order traffic: purchases, check-ins, full refunds (status REFUNDED), partial
- * refunds (rows in the refunds table, some PENDING first), abandoned carts, sharers, and a
- * few bad rows on purpose. Seeded, so a run can be repeated.
+ * The demo's order traffic: purchases, check-ins, full refunds (a SUCCESS refund row of the
+ * whole amount and the order set to REFUNDED: row first, status first, or both in one
+ * transaction), partial refunds (rows in the refunds table, some PENDING first), abandoned
+ * carts, sharers, and a few bad rows on purpose. Seeded, so a run can be repeated.
  *
  * Every order's lifecycle is planned up front; the generator plays the plan at `rate` new
  * orders per second in 100 ms ticks (one transaction per kind of statement per tick), and
@@ -17,7 +18,8 @@ export type Profile = 'paid' | 'checkin' | 'fullRefund' | 'partialRefund' | 'aba
 
 interface Step {
   tick: number;
-  kind: 'status' | 'refund' | 'refundSuccess';
+  /** `fullRefund`: the refund row and the order's REFUNDED status in one transaction. */
+  kind: 'status' | 'refund' | 'refundSuccess' | 'fullRefund';
   orderNo: string;
   status?: string;
   refund?: { id: string; status: string; amount: string; count: number };
@@ -127,7 +129,23 @@ export function createGenerator(options: { orders: number; rate: number; seed: n
     }
     if (!startPaid) go('PAID');
     if (profile === 'checkin') go('USED');
-    if (profile === 'fullRefund') go('REFUNDED');
+    if (profile === 'fullRefund') {
+      // One refund, however it is written: the row carries it (REFUNDED itself stands for the
+      // purchase only), in whichever order the two writes arrive.
+      const refund = { id: `${orderNo}-R1`, status: 'SUCCESS', amount: paid, count: tickets };
+      const way = random();
+      if (way < 1 / 3) {
+        t = later(t, { kind: 'refund', orderNo, refund });
+        go('REFUNDED');
+      } else if (way < 2 / 3) {
+        go('REFUNDED');
+        t = later(t, { kind: 'refund', orderNo, refund });
+      } else {
+        t = later(t, { kind: 'fullRefund', orderNo, refund });
+        order.statuses.push('REFUNDED');
+      }
+      order.refunds.push({ id: refund.id, finalStatus: 'SUCCESS' });
+    }
     if (profile === 'partialRefund') {
       const n = 1 + Math.floor(random() * 2);
       for (let k = 1; k <= n; k++) {
@@ -192,6 +210,17 @@ export function createGenerator(options: { orders: number; rate: number; seed: n
         `INSERT INTO public.refunds (refund_id, order_no, status, refund_amount, refund_count)
          SELECT r.refund_id, r.order_no, r.status, r.amount, r.count FROM jsonb_to_recordset($1::jsonb) AS r(refund_id text, order_no text, status text, amount numeric, count int)`,
         [JSON.stringify(refunds.map((s) => ({ refund_id: s.refund!.id, order_no: s.orderNo, status: s.refund!.status, amount: s.refund!.amount, count: s.refund!.count })))],
+      );
+    }
+    const full = due.filter((s) => s.kind === 'fullRefund');
+    if (full.length) {
+      await exec(
+        `WITH r AS (
+           INSERT INTO public.refunds (refund_id, order_no, status, refund_amount, refund_count)
+           SELECT r.refund_id, r.order_no, r.status, r.amount, r.count FROM jsonb_to_recordset($1::jsonb) AS r(refund_id text, order_no text, status text, amount numeric, count int)
+           RETURNING order_no)
+         UPDATE public.orders o SET status = 'REFUNDED', updated_at = now() FROM r WHERE o.order_no = r.order_no`,
+        [JSON.stringify(full.map((s) => ({ refund_id: s.refund!.id, order_no: s.orderNo, status: s.refund!.status, amount: s.refund!.amount, count: s.refund!.count })))],
       );
     }
     const settled = due.filter((s) => s.kind === 'refundSuccess');

@@ -4,10 +4,12 @@ import type { Row } from '../../src/core/events.js';
 import { eventId } from '../../src/core/ids.js';
 import type { SourceChange } from '../../src/core/source.js';
 
+const refundsTable = { table: 'refunds', orderNo: 'order_no', refundId: 'refund_id', status: 'status', successStatuses: ['SUCCESS'] };
+const orders = (statuses: Record<string, Array<'TRADE_SUCCESS' | 'REFUND_SUCCESS' | 'TRADE_CONFIRM'>>) => ({ table: 'public.orders', orderNo: 'order_no', status: 'status', statuses });
 const classifier = createClassifier({
   project: 'p1',
-  orders: { table: 'public.orders', orderNo: 'order_no', status: 'status', statuses: { PAID: ['TRADE_SUCCESS'], USED: ['TRADE_SUCCESS', 'TRADE_CONFIRM'], REFUNDED: ['TRADE_SUCCESS', 'REFUND_SUCCESS'] } },
-  refunds: { table: 'refunds', orderNo: 'order_no', refundId: 'refund_id', status: 'status', successStatuses: ['SUCCESS'] },
+  orders: orders({ PAID: ['TRADE_SUCCESS'], USED: ['TRADE_SUCCESS', 'TRADE_CONFIRM'], REFUNDED: ['TRADE_SUCCESS'] }),
+  refunds: refundsTable,
 });
 
 const change = (table: string, after: Row | null, extra: Partial<SourceChange> = {}): SourceChange => ({
@@ -61,6 +63,35 @@ describe('classifier', () => {
     ]);
     expect(r.kind === 'events' && r.events[1]).toMatchObject({ order, refund: { refund_id: 'R1' } });
     expect(classifier.classify(change('public.refunds', { refund_id: 'R2', order_no: 'A', status: 'PENDING' }), () => order)).toEqual({ kind: 'ignored' });
+  });
+
+  it('with a refunds table, a REFUNDED status stands for the purchase only: the refund row is the refund', () => {
+    const r = classifier.classify(change('public.orders', { order_no: 'A', status: 'REFUNDED' }), () => ({ order_no: 'A', status: 'PAID' }));
+    expect(r.kind === 'events' && r.events.map((e) => e.code)).toEqual(['TRADE_SUCCESS']);
+  });
+
+  it('refuses a status listing REFUND_SUCCESS beside a refunds table, naming both keys', () => {
+    const build = (statuses: Parameters<typeof orders>[0]) => () => createClassifier({ project: 'p1', orders: orders(statuses), refunds: refundsTable });
+    expect(build({ PAID: ['TRADE_SUCCESS'], REFUNDED: ['TRADE_SUCCESS', 'REFUND_SUCCESS'] })).toThrow(
+      /^orders\.statuses\.REFUNDED: lists REFUND_SUCCESS while refunds\.table is set \(refunds\)/,
+    );
+    expect(build({ CHARGEBACK: ['REFUND_SUCCESS'] })).toThrow(/orders\.statuses\.CHARGEBACK: lists REFUND_SUCCESS while refunds\.table is set/);
+    expect(build({ PAID: ['TRADE_SUCCESS'], REFUNDED: ['TRADE_SUCCESS'] })).not.toThrow();
+  });
+
+  it('without a refunds table, the status is the refund: one REFUND_SUCCESS per order, built from the order row', () => {
+    const byStatus = createClassifier({ project: 'p1', orders: orders({ PAID: ['TRADE_SUCCESS'], REFUNDED: ['TRADE_SUCCESS', 'REFUND_SUCCESS'] }) });
+    const order = { order_no: 'A', status: 'REFUNDED', paid_amount: '80.00' };
+    const r = byStatus.classify(change('public.orders', order), () => ({ order_no: 'A', status: 'PAID' }));
+    expect(r.kind === 'events' && r.events.map((e) => [e.code, e.id, e.refundId])).toEqual([
+      ['TRADE_SUCCESS', eventId(['p1', 'A', 'TRADE_SUCCESS']), undefined],
+      ['REFUND_SUCCESS', eventId(['p1', 'A', 'REFUND_SUCCESS']), undefined],
+    ]);
+    // No refund row: the sinks read the refund's amounts from the order row (`order` columns).
+    expect(r.kind === 'events' && r.events[1]).toMatchObject({ order });
+    expect(r.kind === 'events' && r.events[1]).not.toHaveProperty('refund');
+    // A refunds-table row is nobody's business then.
+    expect(byStatus.classify(change('public.refunds', { refund_id: 'R1', order_no: 'A', status: 'SUCCESS' }), () => order)).toEqual({ kind: 'ignored' });
   });
 
   it('parks a refund of an order nobody knows', () => {

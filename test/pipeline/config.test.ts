@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { buildBusinessParams } from '../../connectors/sinks/antchain/index.js';
+import { createClassifier } from '../../src/classify/classifier.js';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
 import { REPO } from '../helpers/pipeline.js';
@@ -60,6 +62,44 @@ describe('configuration', () => {
     const p = problems(text);
     expect(p.some((x) => x.startsWith('orders.statuses.PAID[0]: '))).toBe(true);
     expect(p.some((x) => x.startsWith('source.slot: expected a lower-case SQL identifier'))).toBe(true);
+  });
+
+  it('refuses a status that emits REFUND_SUCCESS beside a refunds table, naming both keys (one refund, one event)', () => {
+    const text = demo.replace(/^    REFUNDED: .*$/m, '    REFUNDED: [TRADE_SUCCESS, REFUND_SUCCESS]');
+    expect(text).not.toBe(demo);
+    expect(problems(text)).toEqual([expect.stringMatching(/^orders\.statuses\.REFUNDED: lists REFUND_SUCCESS while refunds\.table is set \(public\.refunds\): /)]);
+    // Without a refunds table the status is the only record of a refund, and may say so.
+    const statusOnly = parseConfig(text.replace(/^refunds:\n(?: {2}.*\n)+/m, ''), env);
+    expect(statusOnly.refunds).toBeUndefined();
+    expect(statusOnly.orders.statuses.REFUNDED).toEqual(['TRADE_SUCCESS', 'REFUND_SUCCESS']);
+  });
+
+  it('ships templates whose refunds come from the refund rows only, REFUNDED keeping the purchase', () => {
+    const production = readFileSync(`${REPO}config/production.yaml`, 'utf8');
+    for (const c of [parseConfig(demo, env), parseConfig(production, { ...env, ANTCHAIN_ACCESS_SECRET: 's' })]) {
+      expect(c.refunds).toBeDefined();
+      expect(c.orders.statuses.REFUNDED).toEqual(['TRADE_SUCCESS']);
+      expect(Object.values(c.orders.statuses).flat()).not.toContain('REFUND_SUCCESS');
+    }
+  });
+
+  it('reads REFUND_SUCCESS amounts where production.yaml says: the refund row\'s `refund` columns, else the order row\'s `order` columns', () => {
+    const production = readFileSync(`${REPO}config/production.yaml`, 'utf8');
+    const e = { ...env, ANTCHAIN_ACCESS_SECRET: 's' };
+    const order = { order_no: 'A', status: 'REFUNDED', buyer_phone: '13800138000', original_amount: '90.00', paid_amount: '80.00', ticket_count: 2 };
+    const amounts = (config: ReturnType<typeof parseConfig>, change: { table: string; after: Record<string, string | number> }, known: Record<string, string | number>) => {
+      const r = createClassifier(config).classify({ ...change, op: 'update', before: null, position: '0/1', committedAt: '2026-01-01T00:00:00Z' }, () => known);
+      const refund = r.kind === 'events' ? r.events.find((x) => x.code === 'REFUND_SUCCESS') : undefined;
+      const sink = config.sinks.antchain!;
+      const built = refund && sink.kind === 'antchain' ? buildBusinessParams(refund, sink) : undefined;
+      return built?.ok ? built.params.trade_order : built;
+    };
+    // With the refunds table: the refund row's own amounts and count.
+    expect(amounts(parseConfig(production, e), { table: 'public.refunds', after: { refund_id: 'R1', order_no: 'A', status: 'SUCCESS', refund_amount: '30.00', refund_count: 1 } }, order))
+      .toMatchObject({ original_total_amount: '3000', actual_total_amount: '3000', item_count: '1' });
+    // Without it, REFUNDED is the refund: a full refund, with the order row's `order` columns.
+    const statusOnly = production.replace(/^refunds:\n(?:(?: {2}.*)?\n)+?(?=\S)/m, '').replace('REFUNDED: [TRADE_SUCCESS]', 'REFUNDED: [TRADE_SUCCESS, REFUND_SUCCESS]');
+    expect(amounts(parseConfig(statusOnly, e), { table: 'public.orders', after: order }, { ...order, status: 'PAID' })).toMatchObject({ original_total_amount: '9000', actual_total_amount: '8000', item_count: '2' });
   });
 
   it('reports YAML syntax errors', () => {
