@@ -87,24 +87,25 @@ export function createIngest(deps: IngestDeps) {
     }
     const known = await ledger.loadOrders(orderNos.filter((n) => !pending.has(n)));
     for (const [k, v] of pending) known.set(k, v);
-    if (deps.fetchOrders && classifier.refundsTable) {
-      const unknownRefundOrders = batch.changes
-        .filter((c) => qualify(c.table) === classifier.refundsTable)
-        .map((c) => classifier.orderNoOf(c))
-        .filter((n): n is string => !!n && !known.has(n));
-      if (unknownRefundOrders.length) for (const [k, v] of await deps.fetchOrders([...new Set(unknownRefundOrders)])) known.set(k, v);
-    }
+    // Rows read from the source table, by order number. They stand in for the order of a
+    // refund nobody has seen; they never count as what the ledger saw (the status they carry
+    // is today's, not the last one streamed: taking it for that would skip the transition of
+    // an order changed in the same batch, e.g. USED beside a partial refund).
+    const unread = deps.fetchOrders ? toRead(batch.changes, known) : [];
+    const sourceRows = unread.length ? await deps.fetchOrders!(unread) : new Map<string, Row>();
 
     const events = new Map<string, EventToStore>();
     const orders = new Map<string, Row>();
     const bad: BadInput[] = [...batch.bad];
     const codes: Record<string, number> = {};
     const lookup = (orderNo: string) => orders.get(orderNo) ?? known.get(orderNo);
+    const refundLookup = (orderNo: string) => lookup(orderNo) ?? sourceRows.get(orderNo);
 
     for (const change of batch.changes) {
+      const isRefund = qualify(change.table) === classifier.refundsTable;
       let result;
       try {
-        result = classifier.classify(change, lookup);
+        result = classifier.classify(change, isRefund ? refundLookup : lookup);
       } catch (err) {
         result = { kind: 'bad' as const, reason: `cannot classify: ${err instanceof Error ? err.message : String(err)}` };
       }
@@ -131,6 +132,16 @@ export function createIngest(deps: IngestDeps) {
     });
     for (const [orderNo, row] of orders) uncommitted.set(orderNo, row);
     return { write, orders, stored: events, bad: bad.length, codes };
+  }
+
+  /** Orders to read from the source table: those of refunds the ledger does not know. */
+  function toRead(changes: readonly SourceChange[], known: ReadonlyMap<string, Row>): string[] {
+    const read = new Set<string>();
+    for (const c of changes) {
+      const orderNo = classifier.orderNoOf(c);
+      if (orderNo && qualify(c.table) === classifier.refundsTable && !known.has(orderNo)) read.add(orderNo);
+    }
+    return [...read];
   }
 
   function sinksFor(event: BusinessEvent): string[] {
