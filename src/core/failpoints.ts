@@ -1,22 +1,38 @@
 /**
  * Crash points for the crash-safety tests: `ORDER_RELAY_FAILPOINTS="ingest.after-commit=2"`
  * makes the process SIGKILL itself the 2nd time it passes that point, exactly where a power
- * cut would hurt most. Unset (always, in production) it costs one Map lookup.
+ * cut would hurt most; `name=N:hang` makes the Nth pass wait forever instead, so a test can
+ * look at the server's state and then kill the process itself. Unset (always, in
+ * production) it costs one Map lookup.
  *
- * Points: ingest.after-commit (ledger committed, source not yet acknowledged),
+ * Points: ingest.before (a source batch reached the pipeline, nothing of it is written),
+ * ingest.after-commit (ledger committed, source not yet acknowledged),
  * ingest.after-slice (a slice of a large transaction committed without checkpoint),
  * dispatch.after-send (the API answered, the outcome is not yet recorded).
  */
-const armed = new Map<string, number>();
+const armed = new Map<string, { left: number; hang: boolean }>();
 for (const item of (process.env.ORDER_RELAY_FAILPOINTS ?? '').split(',')) {
-  const [name, count] = item.split('=');
-  if (name?.trim()) armed.set(name.trim(), Number(count ?? 1) || 1);
+  const [name, spec = '1'] = item.split('=');
+  if (!name?.trim()) continue;
+  const [count, mode] = spec.split(':');
+  armed.set(name.trim(), { left: Number(count) || 1, hang: mode === 'hang' });
 }
 
-export function failpoint(name: string): void {
+const forever = new Promise<never>(() => {});
+
+/** Passes `name`; on its armed pass, SIGKILLs the process (or, armed with `:hang`, never returns). */
+export function failpoint(name: string): void | Promise<never> {
   if (armed.size === 0) return;
-  const left = armed.get(name);
-  if (left === undefined) return;
-  if (left <= 1) process.kill(process.pid, 'SIGKILL');
-  else armed.set(name, left - 1);
+  const point = armed.get(name);
+  if (point === undefined) return;
+  if (point.left > 1) {
+    point.left--;
+    return;
+  }
+  armed.delete(name);
+  if (point.hang) {
+    process.stderr.write(`failpoint ${name}: hanging\n`);
+    return forever;
+  }
+  process.kill(process.pid, 'SIGKILL');
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../../../src/log.js';
 import type { SourceBatch, SourceChange } from '../../../src/core/source.js';
 import { decodeTuple } from './decode.js';
 import { formatLsn, parseLsn } from './lsn.js';
+import { standbyStatusUpdate } from './standby-status.js';
 
 /** State that outlives one replication connection. */
 export interface StreamState {
@@ -117,7 +118,16 @@ export class ReplicationSession {
     if (!this.state.connected || lsn <= 0n) return;
     const target = lsn < this.state.committed ? lsn : this.state.committed;
     if (target > this.state.acked) this.state.acked = target;
-    void this.service.acknowledge(formatLsn(this.state.acked)).catch(() => {});
+    // Not `this.service.acknowledge()`: it reports the LSN plus one, which lets the server
+    // skip a transaction whose commit record starts right at the checkpoint (see
+    // standby-status.ts). The status goes out exactly as the ledger's checkpoint.
+    const svc = this.service as unknown as { _stop?: boolean; _connection?: { sendCopyFromChunk(chunk: Buffer): void } | null };
+    if (svc._stop || !svc._connection) return;
+    try {
+      svc._connection.sendCopyFromChunk(standbyStatusUpdate(this.state.acked));
+    } catch {
+      // The connection is going away; the next session reports from the ledger again.
+    }
   }
 
   private startTimers(): void {
