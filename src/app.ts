@@ -111,6 +111,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     const checkpoints = await retryWhileUnreachable(() => ledger.loadCheckpoints(source.id), signal);
     await source.run(
       async (batch) => {
+        if (batch.changes.length > 0) await failpoint('ingest.before');
         const result = await ingest(batch);
         if (batch.changes.length > 0) failpoint(batch.checkpoints.length ? 'ingest.after-commit' : 'ingest.after-slice');
         // Only now, with the batch committed, may the source hear about its position.
