@@ -10,8 +10,10 @@ export interface IngestDeps {
   classifier: Classifier;
   sinks: readonly Sink[];
   /**
-   * Reads orders the ledger has never seen straight from the source table (a refund of an
-   * order older than the connector). Optional: Kafka sources have no table to read.
+   * Reads current order rows straight from the source table: the order of a refund the ledger
+   * has never seen (an order older than the connector), and the columns an update left out
+   * as unchanged TOAST when neither the ledger nor the batch knows them. Optional: Kafka
+   * sources have no table to read.
    */
   fetchOrders?: (orderNos: string[]) => Promise<Map<string, Row>>;
   /** How many new deliveries each sink's worker could start now (stored already claimed). */
@@ -88,9 +90,10 @@ export function createIngest(deps: IngestDeps) {
     const known = await ledger.loadOrders(orderNos.filter((n) => !pending.has(n)));
     for (const [k, v] of pending) known.set(k, v);
     // Rows read from the source table, by order number. They stand in for the order of a
-    // refund nobody has seen; they never count as what the ledger saw (the status they carry
-    // is today's, not the last one streamed: taking it for that would skip the transition of
-    // an order changed in the same batch, e.g. USED beside a partial refund).
+    // refund nobody has seen, and fill unchanged-TOAST columns; they never count as what the
+    // ledger saw (the status they carry is today's, not the last one streamed: taking it for
+    // that would skip the transition of an order changed in the same batch, e.g. USED beside
+    // a partial refund).
     const unread = deps.fetchOrders ? toRead(batch.changes, known) : [];
     const sourceRows = unread.length ? await deps.fetchOrders!(unread) : new Map<string, Row>();
 
@@ -101,8 +104,9 @@ export function createIngest(deps: IngestDeps) {
     const lookup = (orderNo: string) => orders.get(orderNo) ?? known.get(orderNo);
     const refundLookup = (orderNo: string) => lookup(orderNo) ?? sourceRows.get(orderNo);
 
-    for (const change of batch.changes) {
-      const isRefund = qualify(change.table) === classifier.refundsTable;
+    for (const original of batch.changes) {
+      const isRefund = qualify(original.table) === classifier.refundsTable;
+      const change = isRefund ? original : fillUnseen(original, lookup, sourceRows);
       let result;
       try {
         result = classifier.classify(change, isRefund ? refundLookup : lookup);
@@ -134,14 +138,49 @@ export function createIngest(deps: IngestDeps) {
     return { write, orders, stored: events, bad: bad.length, codes };
   }
 
-  /** Orders to read from the source table: those of refunds the ledger does not know. */
+  /**
+   * Orders to read from the source table: those of refunds the ledger does not know, and
+   * those with a change whose unchanged-TOAST columns neither the ledger's row nor an earlier
+   * change of the batch carries (an order older than the slot, first seen through an update
+   * that left a long column alone, would otherwise become events without that column).
+   */
   function toRead(changes: readonly SourceChange[], known: ReadonlyMap<string, Row>): string[] {
     const read = new Set<string>();
+    const columns = new Map<string, Set<string>>();
     for (const c of changes) {
+      const table = qualify(c.table);
       const orderNo = classifier.orderNoOf(c);
-      if (orderNo && qualify(c.table) === classifier.refundsTable && !known.has(orderNo)) read.add(orderNo);
+      if (!orderNo) continue;
+      if (table === classifier.refundsTable) {
+        if (!known.has(orderNo)) read.add(orderNo);
+        continue;
+      }
+      if (table !== classifier.ordersTable || !c.after) continue;
+      let seen = columns.get(orderNo);
+      if (!seen) columns.set(orderNo, (seen = new Set(Object.keys(known.get(orderNo) ?? {}))));
+      if (c.unknownColumns?.some((col) => !seen.has(col))) read.add(orderNo);
+      for (const col of Object.keys(c.after)) seen.add(col);
     }
     return [...read];
+  }
+
+  /**
+   * The change with the unchanged-TOAST columns that what is known before it (the ledger's
+   * row, earlier changes of the batch) lacks, taken from the source table's current row. That
+   * is the value the update left alone, unless a later transaction changed it since (the
+   * stream brings that change too). A column the current row lacks stays unknown.
+   */
+  function fillUnseen(change: SourceChange, lookup: (orderNo: string) => Row | undefined, sourceRows: ReadonlyMap<string, Row>): SourceChange {
+    if (!change.unknownColumns?.length || !change.after || qualify(change.table) !== classifier.ordersTable) return change;
+    const orderNo = classifier.orderNoOf(change);
+    const current = orderNo === undefined ? undefined : sourceRows.get(orderNo);
+    if (!current) return change;
+    const prior = lookup(orderNo!);
+    const fill = change.unknownColumns.filter((col) => !(prior && Object.hasOwn(prior, col)) && Object.hasOwn(current, col));
+    if (fill.length === 0) return change;
+    const after: Row = { ...change.after };
+    for (const col of fill) after[col] = current[col]!;
+    return { ...change, after, unknownColumns: change.unknownColumns.filter((col) => !fill.includes(col)) };
   }
 
   function sinksFor(event: BusinessEvent): string[] {
