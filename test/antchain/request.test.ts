@@ -306,11 +306,11 @@ describe('timestamps', () => {
 });
 
 describe('config', () => {
-  const base = { ...sinkConfig(), kind: 'antchain' as const, timeout: '20s', retry: {}, accessSecret: 'x' };
+  const base = { ...sinkConfig(), kind: 'antchain' as const, timeout: '20s', maxResponseBytes: '256KB', retry: {}, accessSecret: 'x' };
 
   it('applies defaults and keeps the parsed durations', () => {
     const parsed = antchainSinkSchema.parse({ ...base, confirmTime: { column: 'c', offset: '1h' } });
-    expect(parsed).toMatchObject({ amountUnit: 'fen', timeout: 20_000, sdkVersion: 'ts-undici-1.0.0', baseSdkVersion: '3.4.0', confirmTime: { offset: 3_600_000 } });
+    expect(parsed).toMatchObject({ amountUnit: 'fen', timeout: 20_000, maxResponseBytes: 256_000, pauseAfterUntrustedAnswers: 5, sdkVersion: 'ts-undici-1.0.0', baseSdkVersion: '3.4.0', confirmTime: { offset: 3_600_000 } });
   });
 
   it('refuses unknown keys, TWO_STEP without confirmTime and a non-http endpoint', () => {

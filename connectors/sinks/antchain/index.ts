@@ -1,5 +1,6 @@
 export { antchainSinkSchema, type AntchainSinkConfig, type AntchainSinkConfigInput } from './config.js';
-export { createAntchainSink, INVALID_EVENT, type AntchainSinkDeps } from './sink.js';
+export { answerOutcome, createAntchainSink, INVALID_EVENT, maskPersonal, type AnswerContext, type AntchainSinkDeps } from './sink.js';
+export { RESPONSE_TOO_LARGE, sendRequest, type HttpAnswer, type SendOptions } from './transport.js';
 export { buildBusinessParams, type BuildResult } from './request.js';
 export { flattenParams, type ParamObject } from './params.js';
 export {
