@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createZhimaSink } from '../../connectors/sinks/zhima/index.js';
 import type { DeliveryOutcome, Sink } from '../../src/core/sink.js';
+import { UNTRUSTED_ANSWERS, UNTRUSTED_ANSWERS_BEFORE_PAUSE as N } from '../../src/core/trust.js';
 import { silentLogger } from '../../src/log.js';
 import { startZhimaSimulator, type ZhimaSimulator } from '../../src/sandbox/zhima-simulator.js';
 import { APP_ID, APP_PUBLIC, capturingLogger, GATEWAY_PRIVATE, GATEWAY_PUBLIC, keyText, parseConfig, tradeEvent } from './helpers.js';
@@ -135,15 +136,17 @@ describe('zhima sink ↔ simulator', () => {
     expect(outcome).toMatchObject({ status: 'sink_failure', code: 'isv.invalid-app-id' });
   });
 
-  it('a wrong Alipay public key never delivers, and turns into a sink failure after 3 answers in a row', async () => {
+  it(`a wrong Alipay public key never delivers, and turns into a sink failure after ${N} answers in a row`, async () => {
     const wrong = makeSink({ alipayPublicKey: APP_PUBLIC });
     const event = tradeEvent();
     const outcomes = [];
-    for (let i = 0; i < 3; i++) outcomes.push(await wrong.deliver(event, signal));
+    for (let i = 0; i < N; i++) outcomes.push(await wrong.deliver(event, signal));
     await wrong.close();
-    expect(outcomes.map((o) => o.status)).toEqual(['retry', 'retry', 'sink_failure']);
-    expect(outcomes[2]).toMatchObject({ code: 'ALIPAY_PUBLIC_KEY_MISMATCH' });
-    expect(sim.stats()).toMatchObject({ effects: 1, duplicates: 2 });
+    expect(outcomes.map((o) => o.status)).toEqual([...Array<string>(N - 1).fill('retry'), 'sink_failure']);
+    expect(outcomes[0]).toMatchObject({ code: 'RESPONSE_SIGNATURE_INVALID' });
+    expect(outcomes[N - 1]).toMatchObject({ code: UNTRUSTED_ANSWERS, message: expect.stringContaining('RESPONSE_SIGNATURE_INVALID') });
+    expect(outcomes[N - 1]).toMatchObject({ message: expect.stringContaining('alipayPublicKey') });
+    expect(sim.stats()).toMatchObject({ effects: 1, duplicates: N - 1 });
   });
 
   it('under mixed faults and concurrency, every event ends with exactly one effect', async () => {
@@ -215,9 +218,9 @@ describe('zhima sink transport', () => {
   it('reuses one keep-alive connection across sequential attempts, and refuses an unverifiable success', async () => {
     const own = createZhimaSink(parseConfig({ endpoint: url, alipayPublicKey: GATEWAY_PUBLIC }), { logger: silentLogger() });
     const outcomes = [];
-    for (let i = 0; i < 3; i++) outcomes.push(await own.deliver(tradeEvent(), signal));
+    for (let i = 0; i < N; i++) outcomes.push(await own.deliver(tradeEvent(), signal));
     await own.close();
-    expect(outcomes.map((o) => o.status)).toEqual(['retry', 'retry', 'sink_failure']);
+    expect(outcomes.map((o) => o.status)).toEqual([...Array<string>(N - 1).fill('retry'), 'sink_failure']);
     expect(connections).toBe(1);
   });
 

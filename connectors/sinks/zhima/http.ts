@@ -3,31 +3,62 @@ import type { PreparedRequest } from '../../../src/core/sink.js';
 import type { RawResponse } from './response.js';
 
 /**
- * One POST, bounded in time and size. Network trouble comes back as a value: every failure
- * here leaves the outcome unknown, and the same out_biz_no is simply sent again.
+ * One POST, bounded in time and in the size of its answer (`maxResponseBytes`). Network
+ * trouble comes back as a value: every failure here leaves the outcome unknown, and the same
+ * out_biz_no is simply sent again.
  */
 
-/** The gateway's answers are a few hundred bytes; anything this large is not the gateway. */
-const MAX_BODY_BYTES = 1_048_576;
+export const RESPONSE_TOO_LARGE = 'RESPONSE_TOO_LARGE';
 
 export type HttpResult =
   | { ok: true; response: RawResponse; traceId?: string }
-  | { ok: false; code: 'TIMEOUT' | 'ABORTED' | 'CONNECT_ERROR' | 'CONNECTION_RESET' | 'NETWORK_ERROR' | 'BAD_RESPONSE'; message: string };
+  | {
+      ok: false;
+      code: 'TIMEOUT' | 'ABORTED' | 'CONNECT_ERROR' | 'CONNECTION_RESET' | 'NETWORK_ERROR' | typeof RESPONSE_TOO_LARGE;
+      message: string;
+    };
 
-class BodyTooLarge extends Error {}
+export interface SendOptions {
+  dispatcher: Dispatcher;
+  timeoutMs: number;
+  signal: AbortSignal;
+  /** Largest body read; past it the body is destroyed unread and the answer is RESPONSE_TOO_LARGE. */
+  maxResponseBytes: number;
+  /** The config option that sets the cap, named in the message (e.g. `sinks.zhima.maxResponseBytes`). */
+  capOption: string;
+}
 
-async function readBody(body: Dispatcher.ResponseData['body']): Promise<Buffer> {
+class BodyTooLarge extends Error {
+  constructor(readonly seen: string) {
+    super('response body too large');
+  }
+}
+
+/** Sizes with digit groups, as everywhere remote-facing text is logged. */
+const bytes = (n: number): string => n.toLocaleString('en-US');
+
+/**
+ * The body, or BodyTooLarge at the point it went over `max`: an announced Content-Length over
+ * the cap is refused before reading, a longer stream is destroyed at the chunk that passes
+ * it, so the connection is dropped instead of drained and nothing near its size is held.
+ */
+async function readBody(body: Dispatcher.ResponseData['body'], contentLength: string | undefined, max: number): Promise<Buffer> {
+  const announced = Number(contentLength);
+  if (Number.isFinite(announced) && announced > max) {
+    body.destroy();
+    throw new BodyTooLarge(`announced ${bytes(announced)} bytes`);
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) {
+    if (size > max) {
       body.destroy();
-      throw new BodyTooLarge();
+      throw new BodyTooLarge(`passed it after ${bytes(size)} bytes`);
     }
     chunks.push(chunk as Buffer);
   }
-  return Buffer.concat(chunks);
+  return Buffer.concat(chunks, size);
 }
 
 function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
@@ -45,22 +76,22 @@ function errorCode(err: unknown): string | undefined {
   return code;
 }
 
-function networkFailure(err: unknown, timedOut: boolean, aborted: boolean): HttpResult {
+function networkFailure(err: unknown, timedOut: boolean, aborted: boolean, options: SendOptions): HttpResult {
   const code = errorCode(err);
   const detail = `${code ?? (err as Error)?.name ?? 'Error'}`;
   if (timedOut || (code !== undefined && TIMEOUT_CODES.has(code))) return { ok: false, code: 'TIMEOUT', message: `no complete answer within the attempt timeout (${detail})` };
   if (aborted) return { ok: false, code: 'ABORTED', message: 'attempt abandoned by the dispatcher' };
-  if (err instanceof BodyTooLarge) return { ok: false, code: 'BAD_RESPONSE', message: `response body over ${MAX_BODY_BYTES} bytes` };
+  if (err instanceof BodyTooLarge) {
+    const message = `answer over the ${bytes(options.maxResponseBytes)}-byte cap (${err.seen}), abandoned unread; raise ${options.capOption} if the gateway's answers really are this large`;
+    return { ok: false, code: RESPONSE_TOO_LARGE, message };
+  }
   if (code !== undefined && CONNECT_CODES.has(code)) return { ok: false, code: 'CONNECT_ERROR', message: `cannot connect to the gateway (${detail})` };
   if (code !== undefined && RESET_CODES.has(code)) return { ok: false, code: 'CONNECTION_RESET', message: `connection closed before the answer (${detail})` };
   return { ok: false, code: 'NETWORK_ERROR', message: `request failed (${detail})` };
 }
 
 /** Sends `req`; gives up after `timeoutMs` or when `signal` aborts. Never rejects. */
-export async function send(
-  req: PreparedRequest,
-  options: { dispatcher: Dispatcher; timeoutMs: number; signal: AbortSignal },
-): Promise<HttpResult> {
+export async function send(req: PreparedRequest, options: SendOptions): Promise<HttpResult> {
   // One controller per attempt, fed by the caller's signal and the deadline; the listener
   // and the timer go when the attempt ends, so the caller's long-lived signal keeps nothing.
   const controller = new AbortController();
@@ -81,12 +112,12 @@ export async function send(
       dispatcher: options.dispatcher,
       signal,
     });
-    const body = await readBody(res.body);
+    const body = await readBody(res.body, header(res.headers, 'content-length'), options.maxResponseBytes);
     const retryAfter = header(res.headers, 'retry-after');
     const traceId = header(res.headers, 'trace_id');
     return { ok: true, response: { status: res.statusCode, body, ...(retryAfter && { retryAfter }) }, ...(traceId && { traceId }) };
   } catch (err) {
-    return networkFailure(err, timedOut, options.signal.aborted);
+    return networkFailure(err, timedOut, options.signal.aborted, options);
   } finally {
     clearTimeout(timeout);
     options.signal.removeEventListener('abort', onAbort);

@@ -1,5 +1,6 @@
 import type { AttemptInfo, DeliveryOutcome } from '../../../src/core/sink.js';
-import type { HttpResult } from './http.js';
+import { clipRemoteText, REMOTE_CODE_MAX, type AnswerTrust } from '../../../src/core/trust.js';
+import { RESPONSE_TOO_LARGE, type HttpResult } from './http.js';
 import { interpretResponse, type Interpretation, type VerifyKey } from './response.js';
 
 /**
@@ -12,8 +13,13 @@ export interface AttemptContext {
   durationMs: number;
 }
 
+/** The gateway's trace_id header, as much of it as an id can be. */
+function traceIdOf(http: HttpResult): string | undefined {
+  return http.ok && http.traceId !== undefined ? clipRemoteText(http.traceId, REMOTE_CODE_MAX) : undefined;
+}
+
 function attemptInfo(ctx: AttemptContext, http: HttpResult, meaning?: Interpretation): AttemptInfo {
-  const traceId = http.ok ? http.traceId : undefined;
+  const traceId = traceIdOf(http);
   const remote = meaning?.remote ?? {};
   return {
     requestId: traceId ? `${ctx.requestId};trace_id=${traceId}` : ctx.requestId,
@@ -27,24 +33,28 @@ function attemptInfo(ctx: AttemptContext, http: HttpResult, meaning?: Interpreta
 
 export interface AttemptResult {
   outcome: DeliveryOutcome;
-  /** The answer carried a signature that verified with the Alipay public key. */
-  verified: boolean;
+  /** What the answer says about trusting the gateway's answers (src/core/trust.ts). */
+  trust: AnswerTrust;
 }
 
+/** No answer to judge, except one too large to read: that is no gateway answer either. */
 export function attemptResult(ctx: AttemptContext, http: HttpResult, key: VerifyKey): AttemptResult {
   if (!http.ok) {
-    return { outcome: { status: 'retry', info: attemptInfo(ctx, http), code: http.code, message: http.message }, verified: false };
+    const outcome: DeliveryOutcome = { status: 'retry', info: attemptInfo(ctx, http), code: http.code, message: clipRemoteText(http.message) };
+    return { outcome, trust: http.code === RESPONSE_TOO_LARGE ? 'untrusted' : 'neutral' };
   }
   const meaning = interpretResponse(http.response, key);
-  return { outcome: toOutcome(meaning, attemptInfo(ctx, http, meaning), http.traceId), verified: meaning.verified === true };
+  return { outcome: toOutcome(meaning, attemptInfo(ctx, http, meaning), traceIdOf(http)), trust: meaning.trust };
 }
 
+/** Verdict messages quote remote text (each part clipped already); the whole stays bounded too. */
 function toOutcome(meaning: Interpretation, info: AttemptInfo, traceId: string | undefined): DeliveryOutcome {
   if (meaning.status === 'delivered') {
     return { status: 'delivered', info, result: { ...meaning.result, ...(traceId && { trace_id: traceId }) } };
   }
+  const message = clipRemoteText(meaning.message);
   if (meaning.status === 'retry') {
-    return { status: 'retry', info, code: meaning.code, message: meaning.message, ...(meaning.afterMs !== undefined && { afterMs: meaning.afterMs }) };
+    return { status: 'retry', info, code: meaning.code, message, ...(meaning.afterMs !== undefined && { afterMs: meaning.afterMs }) };
   }
-  return { status: meaning.status, info, code: meaning.code, message: meaning.message };
+  return { status: meaning.status, info, code: meaning.code, message };
 }

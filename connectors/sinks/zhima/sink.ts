@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { Agent } from 'undici';
 import type { BusinessEvent } from '../../../src/core/events.js';
 import type { DeliveryOutcome, PreviewOptions, PreviewResult, Sink, SinkDeps } from '../../../src/core/sink.js';
+import { trustCounter } from '../../../src/core/trust.js';
 import type { ZhimaSinkConfig } from './config.js';
 import { send } from './http.js';
 import { loadSinkMaterial } from './material.js';
@@ -17,17 +18,18 @@ export interface ZhimaSinkDeps extends SinkDeps {
 }
 
 /**
- * After this many signature failures in a row the Alipay public key itself is the likely
- * problem (wrong or rotated key), not one mangled answer: stop retrying event by event and
- * let the dispatcher pause the sink. Any verified answer resets the count.
+ * A run of answers that fail verification or cannot be read (pauseAfterUntrustedAnswers in a
+ * row) points at the Alipay public key (wrong or rotated) or at something in front of the
+ * gateway, not at one mangled answer: the dispatcher pauses the sink (src/core/trust.ts).
  */
-const SIGNATURE_FAILURES_BEFORE_SINK_FAILURE = 3;
+const UNTRUSTED_HINT = 'check alipayPublicKey (or certMode: a rotated Alipay certificate?) and the endpoint (a proxy or a login page in front of the gateway?)';
 
 const randomRequestId = (): string => randomBytes(16).toString('hex');
 
 export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): Sink {
   const name = deps.name ?? 'zhima';
-  const material = loadSinkMaterial(config, deps.configPath ?? `sinks.${name}`, deps.env ?? process.env);
+  const configPath = deps.configPath ?? `sinks.${name}`;
+  const material = loadSinkMaterial(config, configPath, deps.env ?? process.env);
   const log = deps.logger.child({ component: 'sink', sink: name, kind: 'zhima' });
   const now = deps.now ?? (() => new Date());
   const nonce = deps.nonce ?? randomRequestId;
@@ -35,7 +37,7 @@ export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): S
     ? undefined
     : new Agent({ connections: config.concurrency, keepAliveTimeout: 30_000, connect: { timeout: Math.min(config.timeout, 10_000) } });
   const dispatcher = deps.dispatcher ?? ownAgent!;
-  let signatureFailures = 0;
+  const trusted = trustCounter(config.pauseAfterUntrustedAnswers);
 
   function handles(event: BusinessEvent): boolean {
     if (event.kind !== 'TRADE') return false;
@@ -43,14 +45,9 @@ export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): S
     return (config.states as Partial<Record<string, string>>)[event.code] !== undefined;
   }
 
-  /** Turns repeated signature failures into a sink failure (see the constant above). */
-  function trackSignature({ outcome, verified }: AttemptResult): DeliveryOutcome {
-    if (verified) signatureFailures = 0;
-    if (outcome.status !== 'retry' || outcome.code !== 'RESPONSE_SIGNATURE_INVALID') return outcome;
-    signatureFailures += 1;
-    if (signatureFailures < SIGNATURE_FAILURES_BEFORE_SINK_FAILURE) return outcome;
-    const message = `${signatureFailures} answers in a row failed verification: ${outcome.message}`;
-    return { status: 'sink_failure', info: outcome.info, code: 'ALIPAY_PUBLIC_KEY_MISMATCH', message };
+  /** Turns a run of untrusted answers into a sink failure (see UNTRUSTED_HINT above). */
+  function judge({ outcome, trust }: AttemptResult): DeliveryOutcome {
+    return trusted.judge(outcome, trust, UNTRUSTED_HINT);
   }
 
   function record(event: BusinessEvent, outcome: DeliveryOutcome): void {
@@ -82,7 +79,7 @@ export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): S
     const elapsed = (): number => performance.now() - started;
     if (signal.aborted) {
       const outcome = { status: 'retry', info: { requestId, durationMs: 0 }, code: 'ABORTED', message: 'attempt abandoned before sending' } as const;
-      return { outcome, verified: false };
+      return { outcome, trust: 'neutral' };
     }
     // A fresh timestamp and signature on every attempt: the gateway refuses stale timestamps.
     const call = unsignedCall(material.common, bizContent, now());
@@ -91,10 +88,16 @@ export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): S
       sign = await signAsync(call.canonical, material.privateKey);
     } catch (err) {
       const message = `signing failed: ${(err as Error).message}`;
-      return { outcome: { status: 'sink_failure', info: { requestId, durationMs: elapsed() }, code: 'SIGN_FAILED', message }, verified: false };
+      return { outcome: { status: 'sink_failure', info: { requestId, durationMs: elapsed() }, code: 'SIGN_FAILED', message }, trust: 'neutral' };
     }
     const req = preparedRequest(config.endpoint, call, sign, requestId);
-    const http = await send(req, { dispatcher, timeoutMs: config.timeout, signal });
+    const http = await send(req, {
+      dispatcher,
+      timeoutMs: config.timeout,
+      signal,
+      maxResponseBytes: config.maxResponseBytes,
+      capOption: `${configPath}.maxResponseBytes`,
+    });
     return attemptResult({ requestId, durationMs: elapsed() }, http, material.verify);
   }
 
@@ -102,7 +105,7 @@ export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): S
     if (!handles(event)) return { status: 'not_applicable', reason: `sink ${name} does not handle ${event.code}` };
     const built = buildBizContent(config, event);
     let outcome: DeliveryOutcome;
-    if (built.status === 'ok') outcome = trackSignature(await attempt(built.bizContent, signal));
+    if (built.status === 'ok') outcome = judge(await attempt(built.bizContent, signal));
     else if (built.status === 'rejected') outcome = { ...built, info: { durationMs: 0 } };
     else outcome = built;
     record(event, outcome);
