@@ -1,19 +1,19 @@
 /**
  * `npm run chaos`: tries to break exactly-once. A seeded stream of purchases, partial refunds,
  * full refunds and check-ins goes into Postgres while the connector (its own process) is
- * SIGKILLed at random times, Postgres is restarted, and the gateway simulators (their own
- * processes) answer 5xx, business retry codes, hang, record the effect and drop the
- * connection, or corrupt their response signatures. Then the faults stop, the connector
- * drains, and the invariants are checked against what the simulators recorded.
+ * SIGKILLed (and now and then stopped by SIGTERM, as a deploy does) at random times, Postgres
+ * is restarted, and the gateway simulators (their own processes) answer 5xx, business retry
+ * codes, hang, record the effect and drop the connection, or corrupt their response
+ * signatures. Orders that predate the slot are changed by the load while a `backfill` reads
+ * them (stream and backfill write the same orders at once), and large transactions commit
+ * concurrently with small ones (adjacent commit records). Then the faults stop, the
+ * connector drains, and the invariants are checked against what the simulators recorded.
  *
  * Every random choice (load, fault schedule, simulator dice) comes from `--seed`; the
  * machine's scheduling still varies, so a replay reproduces the same plan, not the same
  * interleaving to the microsecond.
- *
- * The Kafka source does not exist yet (connectors/sources/kafka); when it does, its records
- * belong in the load here too.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { parse } from 'yaml';
 import { eventId } from '../../src/core/ids.js';
 import type { LocalPostgres } from '../../src/sandbox/postgres.js';
 import {
+  CLI,
   connectorConfig,
   createOrderDatabase,
   createSlot,
@@ -49,8 +50,10 @@ export interface ChaosOptions {
   seed: number;
   /** Seconds of load (faults happen during it). */
   duration: number;
-  /** SIGKILLs of the connector during the load. */
+  /** Restarts of the connector during the load: SIGKILLs, about a third of them SIGTERMs instead. */
   kills: number;
+  /** Orders that exist before the slot; a `backfill` brings them in during the load. */
+  preexisting: number;
   pgRestarts: number;
   /** Windows of simulator faults. */
   faultWindows: number;
@@ -80,14 +83,21 @@ export function kcatAvailable(): boolean {
   return spawnSync('kcat', ['-V'], { stdio: 'ignore' }).status === 0;
 }
 
-export const LONG: Omit<ChaosOptions, 'seed' | 'log' | 'kafka'> = { duration: 120, kills: 24, pgRestarts: 2, faultWindows: 10, rate: 80, drainTimeout: 180 };
+export const LONG: Omit<ChaosOptions, 'seed' | 'log' | 'kafka'> = { duration: 120, kills: 24, preexisting: 400, pgRestarts: 2, faultWindows: 10, rate: 80, drainTimeout: 180 };
 /** The suite's variant: Postgres only (a Kafka group rejoin after each kill takes seconds). */
-export const SHORT: Omit<ChaosOptions, 'seed' | 'log' | 'kafka'> = { duration: 14, kills: 4, pgRestarts: 1, faultWindows: 6, rate: 50, drainTimeout: 30 };
+export const SHORT: Omit<ChaosOptions, 'seed' | 'log' | 'kafka'> = { duration: 14, kills: 4, preexisting: 60, pgRestarts: 1, faultWindows: 6, rate: 50, drainTimeout: 30 };
 
 export interface ChaosReport {
   seed: number;
   ok: boolean;
+  /** Connector restarts: SIGKILLs plus SIGTERMs. */
   kills: number;
+  terms: number;
+  /** `backfill` runs started (a failed one, e.g. during a Postgres restart, is run again) and whether one completed. */
+  backfill_runs: number;
+  backfill_done: boolean;
+  /** Large transactions (more changes than a batch) committed concurrently with the small ones. */
+  bulk_transactions: number;
   pg_restarts: number;
   fault_windows: number;
   /** Connector exits we did not cause (e.g. a ledger write failing while Postgres restarts); it was restarted. */
@@ -137,11 +147,66 @@ class Load {
   private n = 0;
   ops = 0;
   errors = 0;
+  bulks = 0;
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly random: () => number,
   ) {}
+
+  /**
+   * Orders written before the slot exists (no stream sees them being created): some unpaid,
+   * most paid, a few with a refund or already used. The open ones join the load, so the
+   * stream changes them while the backfill reads them.
+   */
+  async seedExisting(n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const no = `P${i + 1}`;
+      const r = this.random();
+      const order: Order = { no, state: r < 0.3 ? 'created' : r < 0.9 ? 'paid' : 'done', refunds: 0, invalidUser: false };
+      await this.pool.query(INSERT_ORDER, this.orderParams(no, r < 0.3 ? 'CREATED' : r < 0.95 ? 'PAID' : 'USED', false));
+      if (r >= 0.8 && r < 0.9) {
+        order.refunds = 1;
+        await this.pool.query(`INSERT INTO refunds (refund_id, order_no, status, refund_amount, refund_count) VALUES ($1, $2, 'SUCCESS', 10.00, 1)`, [`${no}-r1`, no]);
+      }
+      this.orders.push(order);
+      if (order.state !== 'done') this.active.push(order);
+    }
+  }
+
+  /**
+   * A transaction of many paid orders (more than one batch of changes), running while the
+   * small operations go on: its commit record often lands right after a small one's.
+   */
+  private bulk(): void {
+    const size = 50 + Math.floor(this.random() * 150);
+    const first = this.n + 1;
+    this.n += size;
+    const params = Array.from({ length: size }, (_, i) => this.orderParams(`X${first + i}`, 'PAID', false));
+    for (let i = 0; i < size; i++) this.orders.push({ no: `X${first + i}`, state: 'done', refunds: 0, invalidUser: false });
+    this.bulks++;
+    const run = (async () => {
+      const c = await this.pool.connect();
+      try {
+        await c.query('BEGIN');
+        for (const p of params) await c.query(INSERT_ORDER, p);
+        await c.query('COMMIT');
+      } catch {
+        await c.query('ROLLBACK').catch(() => {});
+        this.errors++;
+      } finally {
+        c.release();
+      }
+    })();
+    this.inFlight.add(run);
+    void run.finally(() => this.inFlight.delete(run));
+  }
+
+  /** Waits for the large transactions still running. */
+  async settle(): Promise<void> {
+    await Promise.all([...this.inFlight]);
+  }
 
   private pick<T>(items: readonly T[]): T {
     return items[Math.floor(this.random() * items.length)]!;
@@ -166,6 +231,10 @@ class Load {
     const created = this.active.filter((o) => o.state === 'created');
     let order: Order | undefined;
     try {
+      if (r < 0.012) {
+        this.bulk();
+        return;
+      }
       if (r < 0.4 || this.active.length < 5) {
         // A purchase: most arrive unpaid and are paid later, some arrive paid; a few come with a
         // partial refund in the same transaction.
@@ -378,12 +447,13 @@ class Supervisor {
     });
   }
 
-  /** SIGKILL, then `check` while it is down, then a restart after `downMs`. */
-  async kill(downMs: number, check: () => Promise<void>): Promise<void> {
+  /** SIGKILL (or, `graceful`, SIGTERM and a clean exit), then `check` while it is down, then a restart after `downMs`. */
+  async kill(downMs: number, check: () => Promise<void>, graceful = false): Promise<void> {
     await this.restarting;
     this.killing = true;
     try {
-      await this.proc?.kill();
+      if (graceful) await this.proc?.stop(10_000);
+      else await this.proc?.kill();
       await check();
       await sleep(downMs);
     } finally {
@@ -422,10 +492,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const url = await createOrderDatabase(server.url, 'chaos');
     const slot = 'chaos_slot';
     const schema = 'ledger';
-    await createSlot(url, slot, 'chaos_pub');
-    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    const pool = new pg.Pool({ connectionString: url, max: 6 });
     pool.on('error', () => {});
     pools.push(pool);
+    const load = new Load(pool, rLoad);
+    await load.seedExisting(opts.preexisting);
+    await createSlot(url, slot, 'chaos_pub');
     const slotConfirmed = async () =>
       BigInt((await pool.query<{ c: string }>(`SELECT (confirmed_flush_lsn - '0/0')::text AS c FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0]!.c);
     const initialConfirmed = await slotConfirmed();
@@ -525,16 +597,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
     sup = new Supervisor(configPath, sims.env);
     sup.start();
-    const load = new Load(pool, rLoad);
     const kafkaLoad = producer ? new KafkaLoad(producer, rLoad) : undefined;
 
     // The plan: kills spread over the run (one per slot of time), Postgres restarts, fault windows.
-    type Action = { at: number; kind: 'kill' | 'pg'; downMs: number };
+    type Action = { at: number; kind: 'kill' | 'pg'; downMs: number; graceful?: boolean };
     const actions: Action[] = [];
     const span = opts.duration * 1000;
     for (let i = 0; i < opts.kills; i++) {
       const slotMs = span / opts.kills;
-      actions.push({ at: i * slotMs + (0.2 + 0.7 * rSchedule()) * slotMs, kind: 'kill', downMs: Math.round(50 + rSchedule() * 700) });
+      // Every third restart, counted from a seeded start, is a graceful SIGTERM (a deploy).
+      const graceful = (i + Math.floor(rSchedule() * 3)) % 3 === 0;
+      actions.push({ at: i * slotMs + (0.2 + 0.7 * rSchedule()) * slotMs, kind: 'kill', downMs: Math.round(50 + rSchedule() * 700), graceful });
     }
     for (let i = 0; i < opts.pgRestarts; i++) actions.push({ at: (0.15 + 0.7 * rSchedule()) * span, kind: 'pg', downMs: 0 });
     actions.sort((a, b) => a.at - b.at);
@@ -566,7 +639,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await sims.antchain.setFaults(background.antchain);
     await sims.zhima.setFaults(background.zhima);
     log(
-      `chaos: seed ${opts.seed}; ${opts.duration} s of load at ${opts.rate} ops/s${opts.kafka ? ' (30% of them Kafka records)' : ''}; ${opts.kills} SIGKILLs, ${opts.pgRestarts} Postgres restarts, ${opts.faultWindows} simulator fault windows`,
+      `chaos: seed ${opts.seed}; ${opts.duration} s of load at ${opts.rate} ops/s${opts.kafka ? ' (30% of them Kafka records)' : ''}; ${opts.preexisting} pre-existing orders and a backfill; ${opts.kills} connector restarts (SIGKILL, some SIGTERM), ${opts.pgRestarts} Postgres restarts, ${opts.faultWindows} simulator fault windows`,
     );
 
     const startedAt = Date.now();
@@ -586,15 +659,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     })();
 
     let kills = 0;
+    let terms = 0;
     let pgRestarts = 0;
     const scheduleLoop = (async () => {
       for (const a of actions) {
         const wait = startedAt + a.at - Date.now();
         if (wait > 0) await sleep(wait);
         if (a.kind === 'kill') {
-          await sup!.kill(a.downMs, () => checkSlot(`kill ${kills + 1}`));
+          await sup!.kill(a.downMs, () => checkSlot(`${a.graceful ? 'SIGTERM' : 'kill'} ${kills + 1}`), a.graceful);
           kills++;
-          log(`  t+${round((Date.now() - startedAt) / 1000, 1)}s SIGKILL #${kills} (down ${a.downMs} ms)`);
+          if (a.graceful) terms++;
+          log(`  t+${round((Date.now() - startedAt) / 1000, 1)}s ${a.graceful ? 'SIGTERM' : 'SIGKILL'} #${kills} (down ${a.downMs} ms)`);
         } else {
           await server!.restart();
           pgRestarts++;
@@ -628,6 +703,29 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
     })();
 
+    // A backfill of the pre-existing orders while the stream changes them: started a fifth
+    // into the load, run again until it completes (a Postgres restart can fail it).
+    let backfillRuns = 0;
+    let backfillDone = false;
+    let backfillTail = '';
+    const backfillLoop = (async () => {
+      if (opts.preexisting === 0) return;
+      await sleep(span / 5);
+      const deadline = Date.now() + span + opts.drainTimeout * 1000;
+      while (!backfillDone && Date.now() < deadline) {
+        backfillRuns++;
+        const child = spawn(process.execPath, [CLI, 'backfill', '-c', configPath], { env: { ...process.env, ...sims!.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-2000)));
+        child.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-2000)));
+        const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+        backfillTail = out;
+        if (code === 0) backfillDone = true;
+        else await sleep(500);
+      }
+      log(`  t+${round((Date.now() - startedAt) / 1000, 1)}s backfill ${backfillDone ? 'done' : 'NOT done'} after ${backfillRuns} run(s)`);
+    })();
+
     const periodic = (async () => {
       while (!loadDone) {
         await sleep(2000);
@@ -636,6 +734,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     })();
 
     await Promise.all([loadLoop, scheduleLoop, windowLoop, periodic, sabotage]);
+    await load.settle();
     await sims.antchain.clearFaults();
     await sims.zhima.clearFaults();
     log(
@@ -651,6 +750,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       for (const code of ['TRADE_SUCCESS', 'TRADE_CONFIRM', 'REFUND_SUCCESS']) tolerated.add(eventId([PROJECT, no, code]));
     }
     const drainDeadline = Date.now() + opts.drainTimeout * 1000;
+    await backfillLoop;
     let drained = false;
     while (Date.now() < drainDeadline) {
       try {
@@ -746,14 +846,21 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const keyConflicts = a.violations.filter((v) => v.reason === 'REQUEST_ID_CONFLICT').length + z.conflictingDuplicates;
     if (keyConflicts) examples.key_conflicts!.push(`antchain ${a.violations.filter((v) => v.reason === 'REQUEST_ID_CONFLICT').length}, zhima ${z.conflictingDuplicates}`);
 
-    const ok = lost === 0 && duplicates === 0 && orderViolations === 0 && ackedBeyond === 0 && keyConflicts === 0 && drained && kills === opts.kills && pgRestarts === opts.pgRestarts;
+    const ok =
+      lost === 0 && duplicates === 0 && orderViolations === 0 && ackedBeyond === 0 && keyConflicts === 0 && drained &&
+      kills === opts.kills && pgRestarts === opts.pgRestarts && (opts.preexisting === 0 || backfillDone);
     for (const k of Object.keys(examples)) if (examples[k]!.length === 0) delete examples[k];
     if (!drained) examples.drain = [`not drained within ${opts.drainTimeout} s`];
+    if (opts.preexisting > 0 && !backfillDone) examples.backfill = [`no backfill run completed: ${backfillTail.split('\n').filter(Boolean).slice(-2).join(' | ').slice(0, 400)}`];
     if (sup.unplanned.length) examples.unplanned_exits = sup.unplanned.slice(0, 3).map((u) => `exit ${u.code ?? u.signal}: ${u.tail.split('\n').filter(Boolean).slice(-2).join(' | ').slice(0, 400)}`);
     return {
       seed: opts.seed,
       ok,
       kills,
+      terms,
+      backfill_runs: backfillRuns,
+      backfill_done: backfillDone,
+      bulk_transactions: load.bulks,
       pg_restarts: pgRestarts,
       fault_windows: windowsApplied,
       unplanned_exits: sup.unplanned.length,
@@ -776,7 +883,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       seconds: round((Date.now() - t0) / 1000, 1),
       examples,
       replay:
-        `npm run chaos -- --seed ${opts.seed} --duration ${opts.duration} --kills ${opts.kills} --pg-restarts ${opts.pgRestarts} ` +
+        `npm run chaos -- --seed ${opts.seed} --duration ${opts.duration} --kills ${opts.kills} --preexisting ${opts.preexisting} --pg-restarts ${opts.pgRestarts} ` +
         `--fault-windows ${opts.faultWindows} --rate ${opts.rate} --drain-timeout ${opts.drainTimeout}${opts.kafka ? ' --kafka' : ' --no-kafka'}${opts.sabotage ? ` --sabotage ${opts.sabotage}` : ''}`,
     };
   } finally {
@@ -796,7 +903,9 @@ export function renderReport(r: ChaosReport): string {
   const inv = (v: number) => (v === 0 ? 'ok' : 'BROKEN');
   const rows: Array<[string, string | number, string]> = [
     ['seed', r.seed, ''],
-    ['kills (SIGKILL)', r.kills, ''],
+    ['connector restarts (SIGKILL + SIGTERM)', `${r.kills - r.terms} + ${r.terms}`, ''],
+    ['backfill during the load', `${r.backfill_done ? 'done' : 'NOT done'} (${r.backfill_runs} run(s))`, r.backfill_done || r.backfill_runs === 0 ? '' : 'BROKEN'],
+    ['large concurrent transactions', r.bulk_transactions, ''],
     ['pg_restarts', r.pg_restarts, ''],
     ['simulator fault windows', r.fault_windows, ''],
     ['unplanned connector exits (restarted)', r.unplanned_exits, ''],

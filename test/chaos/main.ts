@@ -12,6 +12,7 @@ const { values } = parseArgs({
     short: { type: 'boolean', default: false },
     duration: { type: 'string' },
     kills: { type: 'string' },
+    preexisting: { type: 'string' },
     'pg-restarts': { type: 'string' },
     'fault-windows': { type: 'string' },
     rate: { type: 'string' },
@@ -29,7 +30,8 @@ if (values.help) {
   --seed N            seed of the load, the fault plan and the simulators' dice (default: random, printed)
   --short             the short variant the test suite runs (${SHORT.duration} s, ${SHORT.kills} kills)
   --duration S        seconds of load (default ${LONG.duration})
-  --kills N           SIGKILLs of the connector (default ${LONG.kills})
+  --kills N           connector restarts, SIGKILL or (a third) SIGTERM (default ${LONG.kills})
+  --preexisting N     orders written before the slot, brought in by a backfill during the load (default ${LONG.preexisting})
   --pg-restarts N     Postgres restarts (default ${LONG.pgRestarts})
   --fault-windows N   simulator fault windows (default ${LONG.faultWindows})
   --rate R            load operations per second (default ${LONG.rate})
@@ -48,6 +50,7 @@ const opts: ChaosOptions = {
   seed: int(values.seed, Math.floor(Math.random() * 2 ** 31)),
   duration: int(values.duration, base.duration),
   kills: int(values.kills, base.kills),
+  preexisting: int(values.preexisting, base.preexisting),
   pgRestarts: int(values['pg-restarts'], base.pgRestarts),
   faultWindows: int(values['fault-windows'], base.faultWindows),
   rate: int(values.rate, base.rate),
