@@ -23,9 +23,14 @@ import { createSink } from '../registry.js';
  *   keeps the first copy of an id, so the second is dropped. No snapshot is needed.
  * - Rows go through the stream's classifier as synthetic inserts and, for the orders table,
  *   without the ledger's last row (so every event the row's current status stands for is
- *   emitted; repeats are dropped by id). The ledger's `orders` row is only *inserted* when
- *   the ledger has none, never overwritten: the stream's row says what the stream last saw,
- *   and a newer or older copy from here could make it misjudge its next transition. Because
+ *   emitted; repeats are dropped by id). The ledger's `orders` row is *inserted* when the
+ *   ledger has none, never overwritten: the stream's row says what the stream last saw, and
+ *   a newer or older copy from here could make it misjudge its next transition. A stored row
+ *   that lacks columns is completed, though: only the columns it lacks are added, its own
+ *   values (status included) stay. A row lacks a column when the order's first streamed
+ *   change was an update that left a TOASTed value alone (pgoutput sends no value for it)
+ *   and the source table could not be read then; the next events of that order take the
+ *   column from this row. Because
  *   the ledger stores an order row only together with the events of that row's status, a
  *   later streamed change whose status equals that row's is skipped only when its events
  *   are already in the ledger.
@@ -66,6 +71,8 @@ export interface BackfillTableResult {
   /** Events new to the ledger (the rest were there already). */
   newEvents: number;
   parked: number;
+  /** Ledger order rows that lacked columns (unchanged TOAST never read), completed from the table. */
+  ordersCompleted: number;
   /** Rows whose key column is NULL: they cannot be paged and are left to the stream. */
   nullKeys: number;
   /** Already complete from an earlier run. */
@@ -91,6 +98,14 @@ export interface TableSpec {
   kind: 'orders' | 'refunds';
 }
 
+export interface StoreResult {
+  newEvents: number;
+  bad: Array<{ key: string | undefined; reason: string }>;
+  deliveries: Record<string, number>;
+  /** Order rows the ledger held without some of the row's columns, now completed. */
+  ordersCompleted: number;
+}
+
 /** The reading side shared by backfill and by `replay --inputs`: reads current rows, classifies, stores. */
 export interface Rereader {
   classifier: Classifier;
@@ -109,7 +124,7 @@ export interface Rereader {
     spec: TableSpec,
     rows: Row[],
     extra: { checkpoint?: { stream: string; position: string }; parkBad?: boolean; inTransaction?: (client: pg.PoolClient, outcome: { bad: number }) => Promise<void> },
-  ): Promise<{ newEvents: number; bad: Array<{ key: string | undefined; reason: string }>; deliveries: Record<string, number> }>;
+  ): Promise<StoreResult>;
   close(): Promise<void>;
 }
 
@@ -167,7 +182,7 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
     spec: TableSpec,
     rows: Row[],
     extra: Parameters<Rereader['store']>[2],
-  ): Promise<{ newEvents: number; bad: Array<{ key: string | undefined; reason: string }>; deliveries: Record<string, number> }> {
+  ): Promise<StoreResult> {
     const committedAt = new Date().toISOString();
     // Refunds need their order: the current row from the source table (what the stream's
     // fetchOrders would read for an order the ledger does not know).
@@ -228,16 +243,22 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
         bad: toPark,
         checkpoints: extra.checkpoint ? [extra.checkpoint] : [],
       });
+      let ordersCompleted = 0;
       if (orders.size) {
-        await client.query(
-          `INSERT INTO ${schema}.orders (order_no, row) SELECT o.order_no, o.row FROM json_to_recordset($1::json) AS o(order_no text, row json)
-           ON CONFLICT (order_no) DO NOTHING`,
+        // Stored values win (`||` keeps the right operand's value of a key both have); a row
+        // is only touched when it gains a column (xmax is not 0 for a row updated here).
+        const { rows: upserted } = await client.query<{ completed: boolean }>(
+          `INSERT INTO ${schema}.orders AS t (order_no, row) SELECT o.order_no, o.row FROM json_to_recordset($1::json) AS o(order_no text, row json)
+           ON CONFLICT (order_no) DO UPDATE SET row = (EXCLUDED.row::jsonb || t.row::jsonb)::json, updated_at = now()
+            WHERE (EXCLUDED.row::jsonb || t.row::jsonb) <> t.row::jsonb
+           RETURNING t.xmax::text <> '0' AS completed`,
           [JSON.stringify([...orders].map(([order_no, row]) => ({ order_no, row })))],
         );
+        ordersCompleted = upserted.filter((r) => r.completed).length;
       }
       await extra.inTransaction?.(client, { bad: badKeys.length });
       await client.query('COMMIT');
-      return { newEvents: stored.inserted, bad: badKeys, deliveries: stored.deliveries };
+      return { newEvents: stored.inserted, bad: badKeys, deliveries: stored.deliveries, ordersCompleted };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
@@ -282,7 +303,7 @@ export async function backfill(config: Config, options: BackfillOptions): Promis
         [BACKFILL_SOURCE, spec.table],
       );
       let cursor: Cursor = stored.rows[0] ? (JSON.parse(stored.rows[0].position) as Cursor) : { after: null, rows: 0, done: false };
-      const t: BackfillTableResult = { table: spec.table, rows: 0, newEvents: 0, parked: 0, nullKeys: 0, alreadyDone: cursor.done };
+      const t: BackfillTableResult = { table: spec.table, rows: 0, newEvents: 0, parked: 0, ordersCompleted: 0, nullKeys: 0, alreadyDone: cursor.done };
       result.tables.push(t);
       const table = quoteTable(spec.table);
       const key = quoteIdent(spec.key);
@@ -307,6 +328,7 @@ export async function backfill(config: Config, options: BackfillOptions): Promis
         t.rows += rows.length;
         t.newEvents += stored.newEvents;
         t.parked += stored.bad.length;
+        t.ordersCompleted += stored.ordersCompleted;
         for (const [sink, n] of Object.entries(stored.deliveries)) result.deliveries[sink] = (result.deliveries[sink] ?? 0) + n;
         const progress = { table: spec.table, done: cursor.rows, total: Math.max(total, cursor.rows), events: t.newEvents };
         options.onProgress?.(progress);
@@ -318,7 +340,7 @@ export async function backfill(config: Config, options: BackfillOptions): Promis
         log.warn({ table: spec.table, rows: cursor.rows }, 'backfill interrupted; run it again to resume after the last stored page');
         break;
       }
-      log.info({ table: spec.table, rows: t.rows, newEvents: t.newEvents, parked: t.parked }, 'table backfilled');
+      log.info({ table: spec.table, rows: t.rows, newEvents: t.newEvents, parked: t.parked, ordersCompleted: t.ordersCompleted }, 'table backfilled');
     }
   } finally {
     await reader.close();

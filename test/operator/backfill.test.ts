@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backfill } from '../../src/cli/backfill.js';
 import { startConnector, type RunningConnector } from '../../src/cli/connector.js';
+import { migrateLedger } from '../../src/app.js';
 import type { Config } from '../../src/config/schema.js';
+import type { BusinessEvent, Row } from '../../src/core/events.js';
+import { createLedger } from '../../src/ledger/ledger.js';
 import { silentLogger } from '../../src/log.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { createOrderTables } from '../helpers/pipeline.js';
@@ -148,6 +151,61 @@ describe('backfill', () => {
       // Running it again (from scratch) adds nothing.
       const again = await backfill(config, { logger: silentLogger(), env, batchSize: 50, restart: true });
       expect(again.tables.reduce((n, t) => n + t.newEvents, 0)).toBe(0);
+    } finally {
+      stop.abort();
+      await connector.done;
+    }
+  });
+
+  it('completes a ledger order row that lacks columns, keeping its values, so the order\'s next streamed events carry them', async () => {
+    await db.pool.query(`TRUNCATE refunds, orders`);
+    sims.antchain.reset();
+    sims.zhima.reset();
+    await insertOrder('K001', 'USED', true);
+    await insertOrder('K002', 'PAID', true);
+    const { config } = operatorConfig(db.url, sims, { ledger: { schema: 'ledger_k' } });
+    const env = { ...process.env, ...sims.env };
+    await migrateLedger(config);
+    // As an update with an unchanged-TOAST seat list left them before the source table was
+    // read back: the stream saw K001 at PAID, without seat_ids. K002 is complete already.
+    const ledger = createLedger(db.pool, 'ledger_k');
+    const full = (await db.pool.query<{ row: Row }>(`SELECT to_jsonb(o) AS row FROM orders o WHERE order_no = 'K002'`)).rows[0]!.row;
+    await ledger.append({
+      source: 'postgres',
+      events: [],
+      orders: [
+        { orderNo: 'K001', row: { order_no: 'K001', status: 'PAID', buyer_phone: '13800138000' } },
+        { orderNo: 'K002', row: full },
+      ],
+      bad: [],
+      checkpoints: [],
+    });
+
+    const result = await backfill(config, { logger: silentLogger(), env });
+    expect(result.tables[0]).toMatchObject({ table: 'public.orders', rows: 2, ordersCompleted: 1 });
+    const rows = await ledger.loadOrders(['K001', 'K002']);
+    // The missing columns come from the table; the stored ones (status included) stay, so the
+    // stream still sees K001's move to USED as the transition it last knew of.
+    expect(rows.get('K001')).toMatchObject({ order_no: 'K001', status: 'PAID', seat_ids: '5-6', cinema_name: 'Cinema', ticket_count: 2 });
+    expect(rows.get('K002')).toEqual(full);
+    // Read again: nothing is missing any more, nothing is touched.
+    const again = await backfill(config, { logger: silentLogger(), env, restart: true });
+    expect(again.tables[0]!.ordersCompleted).toBe(0);
+
+    // K001's next streamed event is built from the completed row: a refund carries the seats.
+    const stop = new AbortController();
+    const connector = await startConnector(config, { logger: silentLogger(), env, signal: stop.signal, listen: 'off', defaultMetrics: false });
+    try {
+      await waitFor(() => connector.probe.live().sources.every((s) => s.connected), 'the connector to stream');
+      await db.pool.query(`INSERT INTO refunds VALUES ('K001-r1', 'K001', 'SUCCESS', 10.00, 1)`);
+      const refund = await waitFor(
+        async () => (await db.pool.query<{ payload: BusinessEvent }>(`SELECT payload FROM ledger_k.events WHERE id = $1`, [id('K001', 'REFUND_SUCCESS', 'K001-r1')])).rows[0],
+        'the refund event',
+      );
+      expect(refund.payload.order).toMatchObject({ status: 'PAID', seat_ids: '5-6' });
+      await waitFor(() => drained('ledger_k'), 'every delivery settled');
+      const { rows: parked } = await db.pool.query(`SELECT sink, last_message FROM ledger_k.deliveries WHERE status = 'rejected'`);
+      expect(parked).toEqual([]);
     } finally {
       stop.abort();
       await connector.done;
