@@ -222,7 +222,7 @@ export function renderStatus(r: StatusReport): string {
         s.backlog,
         age(s.oldestPendingSeconds),
         s.retrying,
-        s.parked,
+        s.held ? `${s.parked} (${s.held} held)` : s.parked,
         s.blocked,
         s.deliveredLastMinute,
         s.delivered,

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { HELD } from '../ledger/replay.js';
 
 /**
  * Read-only questions operators ask of the ledger and of the source database. Shared by
@@ -8,6 +9,7 @@ import type pg from 'pg';
  * - backlog: deliveries still `pending` (due now or waiting for a retry), in flight included;
  * - retrying: pending deliveries that have had at least one attempt;
  * - parked: deliveries `rejected` by the API (or unfit to send), waiting for `replay`/`--skip`;
+ *   held: the parked ones held behind a skipped delivery of their order (last_code HELD);
  * - blocked: pending deliveries that wait behind a parked one of the same order (FIFO).
  */
 
@@ -20,6 +22,8 @@ export interface SinkFigures {
   due: number;
   retrying: number;
   parked: number;
+  /** Of `parked`, those held behind a skipped delivery of the same order (`replay --skip`). */
+  held: number;
   /** Pending deliveries that wait behind a parked delivery of the same order. */
   blocked: number;
   /** Age of the oldest pending delivery, seconds; null when nothing is pending. */
@@ -34,12 +38,13 @@ export interface SinkFigures {
 export async function sinkFigures(db: Queryable, schema: string, names: readonly string[] = [], options: { totals?: boolean } = {}): Promise<SinkFigures[]> {
   // The open part (pending, rejected) is served by the partial FIFO index; the totals and
   // the last-minute count scan the table, so /metrics leaves them out.
-  const open = await db.query<{ sink: string; backlog: number; due: number; retrying: number; parked: number; blocked: number; oldest: number | null }>(
+  const open = await db.query<{ sink: string; backlog: number; due: number; retrying: number; parked: number; held: number; blocked: number; oldest: number | null }>(
     `SELECT d.sink,
             count(*) FILTER (WHERE d.status = 'pending')::int AS backlog,
             count(*) FILTER (WHERE d.status = 'pending' AND d.next_attempt_at <= now())::int AS due,
             count(*) FILTER (WHERE d.status = 'pending' AND d.attempts > 0)::int AS retrying,
             count(*) FILTER (WHERE d.status = 'rejected')::int AS parked,
+            count(*) FILTER (WHERE d.status = 'rejected' AND d.last_code = '${HELD}')::int AS held,
             count(*) FILTER (WHERE d.status = 'pending' AND EXISTS (
                 SELECT 1 FROM ${schema}.deliveries p
                  WHERE p.sink = d.sink AND p.order_key = d.order_key AND p.id < d.id AND p.status = 'rejected'))::int AS blocked,
@@ -71,6 +76,7 @@ export async function sinkFigures(db: Queryable, schema: string, names: readonly
       due: o?.due ?? 0,
       retrying: o?.retrying ?? 0,
       parked: o?.parked ?? 0,
+      held: o?.held ?? 0,
       blocked: o?.blocked ?? 0,
       oldestPendingSeconds: o?.oldest == null ? null : Math.round(o.oldest * 1000) / 1000,
       delivered: t?.delivered ?? 0,
@@ -173,7 +179,8 @@ export async function recentErrors(db: Queryable, schema: string, limit = 10): P
     request_id: string | null; http_status: number | null; remote_code: string | null; message: string | null;
   }>(
     `SELECT coalesce(a.at, d.updated_at) AS at, d.sink, d.event_id, e.code, e.order_no,
-            coalesce(a.outcome, CASE WHEN d.status = 'rejected' THEN 'rejected' ELSE 'retry' END) AS outcome,
+            CASE WHEN d.status = 'rejected' AND d.last_code = '${HELD}' THEN 'held'
+                 ELSE coalesce(a.outcome, CASE WHEN d.status = 'rejected' THEN 'rejected' ELSE 'retry' END) END AS outcome,
             a.request_id, a.http_status, coalesce(d.last_code, a.remote_code) AS remote_code, coalesce(d.last_message, a.remote_message) AS message
        FROM ${schema}.deliveries d
        JOIN ${schema}.events e ON e.id = d.event_id

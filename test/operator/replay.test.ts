@@ -1,11 +1,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { matchParked, replayDeliveries, reprocessInputs, skipDeliveries } from '../../src/cli/replay.js';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { matchParked, renderReplay, replayDeliveries, replayParked, reprocessInputs, skipDeliveries } from '../../src/cli/replay.js';
 import type { Config } from '../../src/config/schema.js';
 import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
 import { migrate } from '../../src/ledger/migrations.js';
 import { silentLogger } from '../../src/log.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { createOrderTables } from '../helpers/pipeline.js';
+import { recentErrors, sinkFigures } from '../../src/observe/queries.js';
+import { createOrderTables, REPO } from '../helpers/pipeline.js';
 import { id, operatorConfig, startSims, tradeEvent } from './helpers.js';
 
 let db: TestDatabase;
@@ -13,12 +16,13 @@ let sims: Awaited<ReturnType<typeof startSims>>;
 let config: Config;
 let ledger: Ledger;
 let schema: string;
+let configPath: string;
 
 beforeAll(async () => {
   db = await createTestDatabase('replay');
   await createOrderTables(db.pool);
   sims = await startSims();
-  config = operatorConfig(db.url, sims).config;
+  ({ config, path: configPath } = operatorConfig(db.url, sims));
   schema = config.ledger.schema;
   const c = await db.pool.connect();
   await migrate(c, schema);
@@ -35,6 +39,20 @@ type Row = { event_id: string; sink: string; status: string; attempts: number; i
 async function deliveries(): Promise<Map<string, Row>> {
   const { rows } = await db.pool.query<Row>(`SELECT event_id, sink, status, attempts, id::text FROM ${schema}.deliveries`);
   return new Map(rows.map((r) => [`${r.sink}:${r.event_id}`, r]));
+}
+
+/** Per `sink:event`, the delivery's status and last code. */
+async function codes(): Promise<Record<string, [string, string | null]>> {
+  const { rows } = await db.pool.query<{ k: string; status: string; last_code: string | null }>(`SELECT sink || ':' || event_id AS k, status, last_code FROM ${schema}.deliveries`);
+  return Object.fromEntries(rows.map((r) => [r.k, [r.status, r.last_code]]));
+}
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(REPO, 'bin/order-relay.js'), ...args], { cwd: REPO, env: { ...process.env, ...sims.env, LOG_LEVEL: 'warn' } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
 }
 
 /**
@@ -107,17 +125,116 @@ describe('replay of parked deliveries', () => {
     expect([...(await deliveries()).values()].filter((d) => d.status === 'rejected')).toHaveLength(6);
   });
 
-  it('--skip marks parked deliveries skipped, and the order behind them flows on', async () => {
+  it('--skip of a parked TRADE_SUCCESS holds the order\'s later deliveries for that sink: nothing overtakes it, not even one stored later', async () => {
+    const TS = id('P1', 'TRADE_SUCCESS'), TC = id('P1', 'TRADE_CONFIRM'), RS = id('P1', 'REFUND_SUCCESS', 'R9');
     // P1/TC waits behind the parked P1/TS at antchain.
     expect((await ledger.claim('antchain', 10, 60_000)).map((c) => c.eventId)).toEqual([]);
-    expect(await skipDeliveries(db.pool, schema, { eventIds: [id('P1', 'TRADE_SUCCESS')], sink: 'antchain' })).toBe(1);
-    const after = await deliveries();
-    expect(after.get(`antchain:${id('P1', 'TRADE_SUCCESS')}`)!.status).toBe('skipped');
-    expect(after.get(`zhima:${id('P1', 'TRADE_SUCCESS')}`)!.status).toBe('rejected');
-    expect((await ledger.claim('antchain', 10, 60_000)).map((c) => c.eventId)).toEqual([id('P1', 'TRADE_CONFIRM')]);
-    // A skipped delivery can be brought back explicitly.
-    expect(await replayDeliveries(db.pool, schema, { eventIds: [id('P1', 'TRADE_SUCCESS')], sink: 'antchain' })).toBe(0);
-    expect(await replayDeliveries(db.pool, schema, { eventIds: [id('P1', 'TRADE_SUCCESS')], sink: 'antchain' }, { includeSkipped: true })).toBe(1);
+    expect(await skipDeliveries(db.pool, schema, { eventIds: [TS], sink: 'antchain' })).toBe(1);
+    expect(await codes()).toMatchObject({ [`antchain:${TS}`]: ['skipped', 'INVALID_PARAMETER'], [`zhima:${TS}`]: ['rejected', 'INVALID_PARAMETER'], [`antchain:${TC}`]: ['rejected', 'HELD'] });
+    // Before, the confirm went out here, ahead of the purchase the API never saw.
+    expect((await ledger.claim('antchain', 10, 60_000)).map((c) => c.eventId)).toEqual([]);
+    // A refund stored afterwards waits behind the held confirm.
+    await ledger.append({ source: 'postgres', events: [{ event: tradeEvent('P1', 'REFUND_SUCCESS', 'R9'), sinks: ['antchain'], position: '0/2', committedAt: new Date().toISOString() }], orders: [], bad: [], checkpoints: [] });
+    expect((await ledger.claim('antchain', 10, 60_000)).map((c) => c.eventId)).toEqual([]);
+    // status: the held one is parked (and counted as held), the refund blocked behind it.
+    expect((await sinkFigures(db.pool, schema, ['antchain'])).find((f) => f.sink === 'antchain')).toMatchObject({ parked: 3, held: 1, blocked: 1, skipped: 1 });
+    expect((await recentErrors(db.pool, schema)).find((e) => e.eventId === TC)).toMatchObject({ outcome: 'held', remoteCode: 'HELD', message: expect.stringContaining(TS) });
+
+    // A replay by filter leaves held deliveries alone: they wait for the skipped one.
+    expect(await replayDeliveries(db.pool, schema, { sink: 'antchain', code: 'TRADE_CONFIRM' })).toBe(1); // P2/TC only
+    expect((await codes())[`antchain:${TC}`]).toEqual(['rejected', 'HELD']);
+    // Bringing the skipped one back brings the held one back behind it, in order.
+    expect(await replayDeliveries(db.pool, schema, { eventIds: [TS], sink: 'antchain' })).toBe(0);
+    expect(await replayDeliveries(db.pool, schema, { eventIds: [TS], sink: 'antchain' }, { includeSkipped: true })).toBe(2);
+    expect((await codes())[`antchain:${TC}`]).toEqual(['pending', null]);
+    const claimed = (await ledger.claim('antchain', 10, 60_000)).map((c) => c.eventId);
+    expect(claimed).toContain(TS);
+    expect(claimed).not.toContain(TC);
+    expect(claimed).not.toContain(RS);
+  });
+
+  it('--skip-order skips the rest of the order for that sink, at once or after a plain --skip; the command says what it did', async () => {
+    const TS = id('P1', 'TRADE_SUCCESS'), TC = id('P1', 'TRADE_CONFIRM');
+    const run = (o: Parameters<typeof replayParked>[1]) => replayParked(config, o, { logger: silentLogger(), env: { ...process.env, ...sims.env } });
+    const skipped = await run({ eventIds: [TS], sink: 'antchain', skip: true });
+    const text = renderReplay(skipped);
+    expect(text).toMatch(new RegExp(`^antchain\\s+${TS}\\s+TRADE_SUCCESS\\s+P1\\s+parked\\s+skipped\\s+INVALID_PARAMETER: bad$`, 'm'));
+    expect(text).toMatch(new RegExp(`^antchain\\s+${TC}\\s+TRADE_CONFIRM\\s+P1\\s+pending\\s+held\\s+`, 'm'));
+    expect(text).toContain('skipped 1 delivery (event');
+    expect(text).toContain(
+      `held 1 later delivery of order P1 for antchain behind it (TRADE_CONFIRM): re-queue TRADE_SUCCESS ${TS} and it follows (replay --event ${TS} --sink antchain --include-skipped), `
+        + `send it anyway (replay --event ${TC} --sink antchain), or skip it too (replay --event ${TS} --sink antchain --skip-order)`,
+    );
+    // A dry run says the same and changes nothing.
+    const dry = await run({ eventIds: [TS], sink: 'antchain', skipOrder: true, dryRun: true });
+    expect(dry.deliveries.map((d) => [d.eventId, d.action])).toEqual([[TS, 'already skipped'], [TC, 'skipped with order']]);
+    expect(dry.changed).toBe(0);
+    expect((await codes())[`antchain:${TC}`]).toEqual(['rejected', 'HELD']);
+    const order = await run({ eventIds: [TS], sink: 'antchain', skipOrder: true });
+    expect(order.changed).toBe(1);
+    expect(renderReplay(order)).toContain(`skipped 1 later delivery of order P1 for antchain with it (--skip-order): ${TC}`);
+    expect((await codes())[`antchain:${TC}`]).toEqual(['skipped', 'SKIPPED_WITH_ORDER']);
+
+    // At once: P3's refund parked at zhima, nothing behind it; P1 at zhima has nothing behind either.
+    await ledger.append({ source: 'postgres', events: [{ event: tradeEvent('P2', 'REFUND_SUCCESS', 'R2'), sinks: ['zhima'], position: '0/2', committedAt: new Date().toISOString() }], orders: [], bad: [], checkpoints: [] });
+    const whole = await run({ eventIds: [id('P2', 'TRADE_CONFIRM')], sink: 'zhima', skipOrder: true });
+    expect(whole.deliveries.map((d) => [d.eventId, d.action])).toEqual([[id('P2', 'TRADE_CONFIRM'), 'skipped'], [id('P2', 'REFUND_SUCCESS', 'R2'), 'skipped with order']]);
+    expect((await ledger.claim('zhima', 10, 60_000)).map((c) => c.eventId)).toEqual([]);
+    expect((await codes())[`antchain:${id('P2', 'TRADE_CONFIRM')}`]).toEqual(['rejected', 'INVALID_PARAMETER']);
+  });
+
+  it('--event with an id the ledger does not hold exits non-zero naming it; a known one with nothing parked says so', async () => {
+    const unknown = 'ffffffffffffffffffffffffffffffff';
+    const bad = await cli(['replay', '-c', configPath, '--event', `${id('P1', 'TRADE_SUCCESS')},${unknown}`]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toBe(`order-relay replay: no event ${unknown} in the ledger (event ids are the 32 hex characters \`status\` and \`replay --all --dry-run\` show)\n`);
+    expect((await codes())[`antchain:${id('P1', 'TRADE_SUCCESS')}`]).toEqual(['rejected', 'INVALID_PARAMETER']);
+    const skip = await cli(['replay', '-c', configPath, '--event', unknown, '--skip']);
+    expect(skip.code).not.toBe(0);
+    expect(skip.stderr).toContain(`no event ${unknown} in the ledger`);
+    const pending = await cli(['replay', '-c', configPath, '--event', id('P1', 'TRADE_CONFIRM'), '--dry-run']);
+    expect(pending).toMatchObject({ code: 0, stdout: expect.stringContaining(`event ${id('P1', 'TRADE_CONFIRM')}: nothing to re-queue: pending at antchain`) });
+  });
+
+  it('re-reads payloads from the source rows by default (same id, fields changed named); what cannot be re-read stays parked; --no-refresh and visits go as stored', async () => {
+    await db.pool.query(`TRUNCATE public.refunds, public.orders`);
+    await db.pool.query(
+      `INSERT INTO orders (order_no, status, buyer_phone, movie_id, cinema_id, cinema_name, schedule_id, seat_ids, show_start, ticket_count, original_amount, paid_amount)
+       VALUES ('P2', 'USED', '13800138002', 'm1', 7, 'C', 'S', '1-2', '2026-12-01 19:30:00', 1, 40, 40),
+              ('P3', 'REFUNDED', '13800138003', 'm1', 7, 'C', 'S', '1-3', '2026-12-01 19:30:00', 1, 40, 40)`,
+    );
+    await db.pool.query(`INSERT INTO refunds (refund_id, order_no, status, refund_amount, refund_count) VALUES ('R1', 'P3', 'SUCCESS', 40, 1)`);
+    // zhima is still retrying P3's refund (an attempt may have reached Alipay with the stored payload).
+    await db.pool.query(`UPDATE ${schema}.deliveries SET status = 'pending', next_attempt_at = now() + interval '1 hour' WHERE sink = 'zhima' AND event_id = $1`, [id('P3', 'REFUND_SUCCESS', 'R1')]);
+    const visit = { id: id('V1', 'VISIT'), code: 'CONTRACT_DETAIL_PAGE' as const, kind: 'VISIT' as const, orderKey: 'visit:v1', occurredAt: '2026-11-01T10:00:00.000Z', visit: { visitId: 'v1', page: 'CONTRACT_DETAIL_PAGE' as const, visitor: { type: 'PHONE' as const, id: '12' } } };
+    await ledger.append({ source: 'kafka', events: [{ event: visit, sinks: ['antchain'], position: '1', committedAt: new Date().toISOString() }], orders: [], bad: [], checkpoints: [] });
+    const [v] = await ledger.claim('antchain', 10, 60_000);
+    await ledger.settle([{ eventId: v!.eventId, sink: 'antchain', deliveryId: v!.id, attempt: v!.attempt, status: 'rejected', outcome: 'rejected', code: 'INVALID_PARAMETER', message: 'bad' }]);
+
+    const run = (o: Parameters<typeof replayParked>[1]) => replayParked(config, o, { logger: silentLogger(), env: { ...process.env, ...sims.env } });
+    const r = await run({ sink: 'antchain' });
+    expect(r.refresh).toBe(true);
+    const by = new Map(r.deliveries.map((d) => [d.eventId, d]));
+    expect(by.get(id('P1', 'TRADE_SUCCESS'))).toMatchObject({ action: 'left parked', payload: { result: 'kept', detail: 'cannot re-read: public.orders has no row with order_no = P1 any more; left parked: fix the row, or --no-refresh to re-send as stored' } });
+    expect(by.has(id('P1', 'TRADE_CONFIRM'))).toBe(false); // behind what stays parked: untouched
+    expect(by.get(id('P2', 'TRADE_CONFIRM'))).toMatchObject({ action: 're-queued', payload: { result: 'refreshed', fields: expect.arrayContaining(['order.buyer_phone', 'order.status']) } });
+    expect(by.get(id('P2', 'TRADE_CONFIRM'))!.payload!.detail).toMatch(/^re-read from source \(public\.orders P2\): fields changed: .*order\.buyer_phone/);
+    expect(by.get(id('P3', 'REFUND_SUCCESS', 'R1'))).toMatchObject({ action: 'left parked', payload: { detail: expect.stringMatching(/^not re-read: zhima is sending it with the stored payload \(attempt 1\)/) } });
+    expect(by.get(visit.id)).toMatchObject({ action: 're-queued', payload: { result: 'as-stored', detail: 're-sent as stored: a page visit (from Kafka) has no source row' } });
+    expect(renderReplay(r)).toContain('re-queued 2 deliveries (sink antchain), 1 payload re-read from the source with changes (see PAYLOAD)');
+    // The stored event: same id, the current row; its zhima delivery (still parked) shares it.
+    const { rows } = await db.pool.query<{ payload: { id: string; order: Record<string, unknown> } }>(`SELECT payload FROM ${schema}.events WHERE id = $1`, [id('P2', 'TRADE_CONFIRM')]);
+    expect(rows[0]!.payload).toMatchObject({ id: id('P2', 'TRADE_CONFIRM'), order: { order_no: 'P2', status: 'USED', buyer_phone: '13800138002' } });
+    expect(await codes()).toMatchObject({ [`antchain:${id('P2', 'TRADE_CONFIRM')}`]: ['pending', 'INVALID_PARAMETER'], [`antchain:${id('P1', 'TRADE_SUCCESS')}`]: ['rejected', 'INVALID_PARAMETER'] });
+
+    // As stored, on request.
+    const asStored = await run({ eventIds: [id('P1', 'TRADE_SUCCESS')], sink: 'antchain', refresh: false });
+    expect(asStored.deliveries.map((d) => [d.eventId, d.action, d.payload?.detail])).toEqual([
+      [id('P1', 'TRADE_SUCCESS'), 're-queued', 're-sent as stored (--no-refresh)'],
+      [id('P1', 'TRADE_CONFIRM'), 'waiting', 'goes out as stored after it (--no-refresh)'],
+    ]);
+    expect(renderReplay(asStored)).toContain('re-queued 1 delivery (event');
+    expect(renderReplay(asStored)).toContain('as stored (--no-refresh)');
   });
 });
 
