@@ -114,8 +114,11 @@ program
   .option('--sink <name>', 'only deliveries to this sink')
   .addOption(new Option('--code <code>', 'only events with this code').choices([...EVENT_CODES]))
   .option('--all', 'every parked delivery (or, with --inputs, every parked input)')
-  .option('--skip', 'mark the matching parked deliveries skipped instead: nothing is sent, later events of the order flow on')
-  .option('--include-skipped', 'also re-queue deliveries skipped earlier')
+  .option('--skip', 'mark the matching parked deliveries skipped instead: nothing is sent; later deliveries of the same order for that sink are held behind them')
+  .option('--skip-order', 'skip the matching deliveries and the rest of their order for that sink (also: what is held behind a delivery skipped earlier)')
+  .option('--include-skipped', 'also re-queue deliveries skipped earlier (and those held behind them)')
+  .option('--refresh', 're-render each payload from the current source row, same event id (the default)')
+  .option('--no-refresh', 're-send the payloads as stored')
   .option('--dry-run', 'list what would change, change nothing')
   .option('--inputs', 'parked source input: re-read the rows it names from the source tables and ingest their current state')
   .option('--input <id>', 'with --inputs: only these parked inputs (repeat, or comma-separated)', collect)
@@ -129,11 +132,12 @@ Examples:
   order-relay replay -c prod.yaml --sink zhima --code TRADE_SUCCESS
   order-relay replay -c prod.yaml --all --dry-run
   order-relay replay -c prod.yaml --event 0a1b… --sink antchain --skip
+  order-relay replay -c prod.yaml --event 0a1b… --sink antchain --skip-order   skip it and the rest of its order
   order-relay replay -c prod.yaml --inputs --all                re-process every parked input that names a row`,
   )
   .action(async (opts: {
-    config: string; event?: string[]; sink?: string; code?: string; all?: boolean; skip?: boolean; includeSkipped?: boolean; dryRun?: boolean;
-    inputs?: boolean; input?: string[]; dismiss?: boolean; json?: boolean;
+    config: string; event?: string[]; sink?: string; code?: string; all?: boolean; skip?: boolean; skipOrder?: boolean; includeSkipped?: boolean; dryRun?: boolean;
+    refresh?: boolean; inputs?: boolean; input?: string[]; dismiss?: boolean; json?: boolean;
   }) => {
     const config = loadConfig(opts.config);
     if (opts.inputs) {
@@ -150,39 +154,19 @@ Examples:
       }
       return;
     }
-    if (opts.sink && !Object.hasOwn(config.sinks, opts.sink)) throw new Error(`no sink "${opts.sink}" in the config (have: ${Object.keys(config.sinks).join(', ')})`);
     const filter: DeliveryFilter = {
       ...(opts.event?.length ? { eventIds: opts.event } : {}),
       ...(opts.sink ? { sink: opts.sink } : {}),
       ...(opts.code ? { code: opts.code } : {}),
       ...(opts.all ? { all: true } : {}),
     };
-    if (!filter.all && !filter.eventIds && !filter.sink && !filter.code) throw new Error('say which parked deliveries: --event <id>, --sink <name>, --code <EVENT_CODE>, or --all');
-    const { describeFilter, matchParked, replayDeliveries, skipDeliveries } = await import('./replay.js');
-    const [{ default: pg }, { ledgerUrl }] = await Promise.all([import('pg'), import('../app.js')]);
-    const pool = new pg.Pool({ connectionString: ledgerUrl(config), max: 2, application_name: 'order-relay-replay' });
-    pool.on('error', () => {});
-    try {
-      const statuses = opts.includeSkipped && !opts.skip ? ['rejected', 'skipped'] : ['rejected'];
-      const matched = await matchParked(pool, config.ledger.schema, filter, statuses);
-      let changed = 0;
-      if (!opts.dryRun) {
-        changed = opts.skip
-          ? await skipDeliveries(pool, config.ledger.schema, filter)
-          : await replayDeliveries(pool, config.ledger.schema, filter, { includeSkipped: !!opts.includeSkipped });
-      }
-      const verb = opts.dryRun ? (opts.skip ? 'would skip' : 'would re-queue') : opts.skip ? 'skipped' : 're-queued';
-      if (opts.json) {
-        console.log(JSON.stringify({ action: opts.skip ? 'skip' : 'replay', dryRun: !!opts.dryRun, filter: describeFilter(filter), matched, changed: opts.dryRun ? 0 : changed }, null, 2));
-        return;
-      }
-      if (matched.length) {
-        console.log(table(['SINK', 'EVENT', 'CODE', 'ORDER', 'STATUS', 'LAST CODE', 'LAST MESSAGE'], matched.map((m) => [m.sink, m.eventId, m.code, m.orderNo, m.status, m.lastCode, clip(m.lastMessage, 70)])));
-      }
-      console.log(`${verb} ${opts.dryRun ? matched.length : changed} deliver${(opts.dryRun ? matched.length : changed) === 1 ? 'y' : 'ies'} (${describeFilter(filter)})${!opts.dryRun && !opts.skip && changed ? '; a running instance sends them at its next poll, with their original idempotency keys' : ''}`);
-    } finally {
-      await pool.end();
-    }
+    const { renderReplay, replayParked } = await import('./replay.js');
+    const report = await replayParked(
+      config,
+      { ...filter, skip: !!opts.skip, skipOrder: !!opts.skipOrder, includeSkipped: !!opts.includeSkipped, dryRun: !!opts.dryRun, refresh: opts.refresh !== false },
+      { logger: cliLogger(config) },
+    );
+    console.log(opts.json ? JSON.stringify(report, null, 2) : renderReplay(report));
   });
 
 program
