@@ -241,12 +241,36 @@ program
 
 program
   .command('preview')
-  .description('print the events a change yields and the exact signed requests, without sending')
+  .description('print the events a change or a page visit yields and the exact signed requests, without sending')
   .addOption(configOption())
-  .requiredOption('--change <file>', 'JSON: {"table","op","old","new"[,"order"]}')
+  .option('--change <file>', 'a row change, JSON: {"table","op":"insert|update|delete","new"[,"old"][,"order"][,"committedAt"]}')
+  .option('--visit <file>', 'a page visit: the JSON value of one record of a Kafka visit topic (fields as in kafka.topics)')
+  .option('--topic <name>', 'with --visit: the visit topic whose field mapping reads the record (needed when several are configured)')
+  .option('--position <partition@offset>', 'with --visit: the record\'s Kafka position, which names a visit without a visit id')
   .option('--at <iso>', 'pin the request clock (ISO-8601)')
-  .option('--nonce <hex>', 'pin the per-request random id (32 hex chars)')
-  .action(async (opts: { config: string; change: string; at?: string; nonce?: string }) => {
+  .option('--nonce <hex>', 'pin the first request\'s req_msg_id / alipay-request-id (32 hex chars); later requests get ids derived from it')
+  .addHelpText(
+    'after',
+    `
+Give one of --change or --visit. Every event prints one line, then one line per sink: the
+signed request, or why that sink sends nothing for it (notApplicable) or refuses it (rejected).
+A change that yields no event prints {"noEvents": "<why>"}. Each printed request has its own
+per-request id, so any of them can be sent as it is; request_id / out_biz_no are the event's.
+
+"old" in a change (orders updates) is the order row before the change: preview takes it as
+what the ledger knows of the order, which is what the stream decides transitions from (a
+status equal to the old one yields nothing). For a refund row, "order" is the order it
+belongs to. Where the stream would not use "old" or "order" (inserts, refund rows), preview
+refuses the file instead of ignoring them.
+
+Examples:
+  order-relay preview -c config.yaml --change paid.json --at 2024-05-20T08:30:00Z
+    paid.json: {"table":"public.orders","op":"update","old":{"order_no":"A1","status":"CREATED"},
+                "new":{"order_no":"A1","status":"PAID",...}}
+  order-relay preview -c config.yaml --visit visit.json
+    visit.json: {"visit_id":"v-1","page":"CONTRACT_DETAIL_PAGE","visitor_phone":"13800138000"}`,
+  )
+  .action(async (opts: { config: string; change?: string; visit?: string; topic?: string; position?: string; at?: string; nonce?: string }) => {
     const config = loadConfig(opts.config);
     const { preview } = await import('./preview.js');
     for (const line of preview(config, opts)) console.log(line);

@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createZhimaSink, KeyError } from '../../connectors/sinks/zhima/index.js';
 import { buildBizData } from '../../connectors/sinks/zhima/biz-data.js';
 import { buildBizContent } from '../../connectors/sinks/zhima/request.js';
+import type { JsonValue } from '../../src/core/events.js';
 import type { Sink } from '../../src/core/sink.js';
 import { silentLogger } from '../../src/log.js';
 import { parseConfig, tradeEvent } from './helpers.js';
@@ -28,8 +29,8 @@ function rejection(result: ReturnType<typeof buildBizContent>): string {
 }
 
 describe('biz_data numbers keep the digits of their column', () => {
-  const amount = { amount: { column: 'amount', type: 'number' as const } };
-  const count = { count: { column: 'count', type: 'integer' as const } };
+  const amount = { amount: { column: 'amount', type: 'number' as const, optional: false } };
+  const count = { count: { column: 'count', type: 'integer' as const, optional: false } };
 
   it.each([
     ['12345678901234567993', '12345678901234567993'],
@@ -65,16 +66,16 @@ describe('biz_data numbers keep the digits of their column', () => {
 
   it('JS numbers of ordinary size are written exactly as JSON.stringify writes them', () => {
     const row = { a: 3, b: 0, c: 35.5, d: -0.25, e: 9007199254740991 };
-    const mapping = Object.fromEntries(Object.keys(row).map((k) => [k, { column: k, type: 'number' as const }]));
+    const mapping = Object.fromEntries(Object.keys(row).map((k) => [k, { column: k, type: 'number' as const, optional: false }]));
     expect(bizDataOf(mapping, row)).toBe(JSON.stringify(row));
   });
 
-  it.each([
+  it.each<['number' | 'integer' | 'string', JsonValue]>([
     ['number', 12345678901234567993],
     ['integer', 2 ** 53 + 2],
     ['string', 12345678901234567993],
     ['string', { nested: [1, 2 ** 60] }],
-  ] as const)('a %s field whose JS number is beyond 2^53 is refused (it may already be rounded)', (type, value) => {
+  ])('a %s field whose JS number is beyond 2^53 is refused (it may already be rounded)', (type, value) => {
     const built = buildBizData({ f: { column: 'col', type, optional: false } }, { col: value });
     expect(built).toStrictEqual({
       ok: false,
