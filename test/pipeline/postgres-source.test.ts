@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createPostgresSource, postgresSourceSchema, SlotMissingError } from '../../connectors/sources/postgres/index.js';
+import { parseLsn } from '../../connectors/sources/postgres/lsn.js';
 import type { SourceBatch, SourceChange } from '../../src/core/source.js';
 import { silentLogger } from '../../src/log.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -100,6 +101,13 @@ describe('Postgres source', () => {
     // Only the slice that ends the transaction carries a checkpoint.
     expect(withChanges.slice(0, -1).every((b) => b.checkpoints.length === 0)).toBe(true);
     expect(withChanges.at(-1)!.checkpoints).toHaveLength(1);
+    // The slot is acknowledged at the checkpoint itself, not one byte past it: the server
+    // skips a transaction whose commit record starts before confirmed_flush_lsn.
+    const end = parseLsn(withChanges.at(-1)!.checkpoints[0]!.position);
+    await waitFor(async () => (await confirmed(s.config.slot)) >= end, 'the slot acknowledged up to the transaction');
+    // Idle keepalives may have moved it on since: to another checkpoint, never in between.
+    const acked = await confirmed(s.config.slot);
+    expect(s.batches.flatMap((b) => b.checkpoints.map((c) => parseLsn(c.position)))).toContain(acked);
     await s.stop();
   });
 
