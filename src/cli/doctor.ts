@@ -132,9 +132,17 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
             add({ name: `table ${table}`, status: 'ok', detail: 'exists, configured columns present, readable' });
           }
           const ident = t.ident;
-          if (ident === 'f') add({ name: `replica identity ${table}`, status: 'ok', detail: 'FULL (old rows are logged too; DEFAULT is enough and writes less WAL)' });
-          else if (ident === 'i') add({ name: `replica identity ${table}`, status: 'ok', detail: 'USING INDEX' });
-          else if (ident === 'd' && t.haspk) add({ name: `replica identity ${table}`, status: 'ok', detail: 'DEFAULT (primary key); order-relay keeps the last row per order itself' });
+          // Below FULL, an update's new row has no value for a TOASTed (long, stored out of
+          // line) column it left alone: pgoutput sends "unchanged toast". order-relay takes the
+          // value from its last row of the order or, for an order it has not seen (older than
+          // the slot), reads the row back from the orders table; FULL logs every value instead.
+          const orders = table === qualify(config.orders.table);
+          const withoutFull = orders
+            ? ': no old rows, and an update leaves unchanged TOASTed (long, out-of-line) values out; order-relay fills them from its last row of the order, or reads the row back from this table for an order it has not seen yet (needs SELECT on it)'
+            : '';
+          if (ident === 'f') add({ name: `replica identity ${table}`, status: 'ok', detail: `FULL (updates carry every value, unchanged TOASTed ones included${orders ? '; DEFAULT also works, with less WAL, as order-relay reads such values back from the table' : ''})` });
+          else if (ident === 'i') add({ name: `replica identity ${table}`, status: 'ok', detail: `USING INDEX${withoutFull}` });
+          else if (ident === 'd' && t.haspk) add({ name: `replica identity ${table}`, status: 'ok', detail: `DEFAULT (primary key)${withoutFull}` });
           else {
             add({
               name: `replica identity ${table}`,
