@@ -132,7 +132,7 @@ export interface BenchResult {
 }
 
 const PAID_ALL = `'PAID'`;
-/** Purchases, check-ins and refunds: 1, 2 and 2 events; 1.5 per order. */
+/** Purchases, check-ins and refunds (a refund row and REFUNDED): 1, 2 and 2 events; 1.5 per order. */
 const MIX = `CASE g % 4 WHEN 2 THEN 'USED' WHEN 3 THEN 'REFUNDED' ELSE 'PAID' END`;
 
 function mixEvents(prefix: string, n: number): Array<{ id: string; orderNo: string; code: string }> {
@@ -140,7 +140,8 @@ function mixEvents(prefix: string, n: number): Array<{ id: string; orderNo: stri
   for (let g = 1; g <= n; g++) {
     const orderNo = `${prefix}${g}`;
     const codes = g % 4 === 2 ? ['TRADE_SUCCESS', 'TRADE_CONFIRM'] : g % 4 === 3 ? ['TRADE_SUCCESS', 'REFUND_SUCCESS'] : ['TRADE_SUCCESS'];
-    for (const code of codes) out.push({ id: eventId([PROJECT, orderNo, code]), orderNo, code });
+    // A refund is its refund row (REFUNDED alone emits no REFUND_SUCCESS when a refunds table is set).
+    for (const code of codes) out.push({ id: eventId(code === 'REFUND_SUCCESS' ? [PROJECT, orderNo, code, `${orderNo}-r`] : [PROJECT, orderNo, code]), orderNo, code });
   }
   return out;
 }
@@ -423,7 +424,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const e2eUrl = await createOrderDatabase(server.url, 'bench_e2e');
     await createSlot(e2eUrl, 'relay_a', 'relay_pub');
     await createSlot(e2eUrl, 'relay_b', 'relay_pub');
-    await insertOrdersBulk(e2eUrl, { prefix: 'E', from: 1, to: M, txnRows: 500, statusSql: MIX });
+    await insertOrdersBulk(e2eUrl, { prefix: 'E', from: 1, to: M, txnRows: 500, statusSql: MIX, refundSql: 'g % 4 = 3' });
     const expected = mixEvents('E', M);
     const byId = new Map(expected.map((e) => [e.id, e]));
     const e2ePool = new pg.Pool({ connectionString: e2eUrl, max: 2 });

@@ -445,7 +445,12 @@ export const ORDER_COLUMNS =
  */
 export async function insertOrdersBulk(
   url: string,
-  options: { prefix: string; from: number; to: number; txnRows: number; statusSql: string; alipaySql?: string; onProgress?: (done: number) => void },
+  options: {
+    prefix: string; from: number; to: number; txnRows: number; statusSql: string; alipaySql?: string;
+    /** SQL condition on `g`: those orders also get one SUCCESS refund row `<order>-r` in the same transaction. */
+    refundSql?: string;
+    onProgress?: (done: number) => void;
+  },
 ): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
@@ -454,12 +459,17 @@ export async function insertOrdersBulk(
     const alipay = options.alipaySql ?? `'2088' || lpad(g::text, 12, '0')`;
     for (let lo = options.from; lo <= options.to; lo += options.txnRows) {
       const hi = Math.min(options.to, lo + options.txnRows - 1);
-      await c.query(
-        `INSERT INTO orders (${ORDER_COLUMNS})
+      const orders = `INSERT INTO orders (${ORDER_COLUMNS})
          SELECT $1 || g, ${options.statusSql}, '138' || lpad((g % 100000000)::text, 8, '0'), ${alipay}, (1300000 + g % 500)::text,
                 1 + g % 40, 'Cinema ' || (g % 40), 'No. ' || (g % 999) || ' Chang''an Ave', 'S' || (g % 1000), (g % 20) || '-' || (g % 30),
                 '2026-12-01 19:30:00', '2026-12-01 21:30:00', 1 + g % 4, 45.00 * (1 + g % 4), 40.00 * (1 + g % 4), now()
-           FROM generate_series($2::int, $3::int) g`,
+           FROM generate_series($2::int, $3::int) g`;
+      await c.query(
+        options.refundSql
+          ? `WITH o AS (${orders} RETURNING 1)
+             INSERT INTO refunds (refund_id, order_no, status, refund_amount, refund_count)
+             SELECT $1 || g || '-r', $1 || g, 'SUCCESS', 40.00 * (1 + g % 4), 1 + g % 4 FROM generate_series($2::int, $3::int) g WHERE ${options.refundSql}`
+          : orders,
         [options.prefix, lo, hi],
       );
       options.onProgress?.(hi - options.from + 1);

@@ -52,7 +52,7 @@ describe('Postgres → ledger → both gateways', () => {
     await db.pool.query(`UPDATE orders SET status = 'CREATED' WHERE order_no = 'D04'`);
     await db.pool.query(`UPDATE orders SET status = 'PAID', notes = 'x' WHERE order_no = 'D04'`);
     // First seen already refunded: its TRADE_SUCCESS is still sent first.
-    await db.pool.query(order('E05', 'REFUNDED', '2088000000000005'));
+    await db.pool.query(`BEGIN; ${order('E05', 'REFUNDED', '2088000000000005')}; INSERT INTO refunds VALUES ('R5', 'E05', 'SUCCESS', 80.00, 2); COMMIT`);
     // A status without rules and a non-business update: nothing.
     await db.pool.query(order('F06', 'CREATED'));
     await db.pool.query(`UPDATE orders SET notes = 'seat change' WHERE order_no = 'A01'`);
@@ -60,7 +60,7 @@ describe('Postgres → ledger → both gateways', () => {
     const withAlipay = [
       id('A01', 'TRADE_SUCCESS'),
       id('C03', 'TRADE_SUCCESS'), id('C03', 'REFUND_SUCCESS', 'R1'), id('C03', 'REFUND_SUCCESS', 'R2'),
-      id('E05', 'TRADE_SUCCESS'), id('E05', 'REFUND_SUCCESS'),
+      id('E05', 'TRADE_SUCCESS'), id('E05', 'REFUND_SUCCESS', 'R5'),
     ].sort();
     const expected = [...withAlipay, id('B02', 'TRADE_SUCCESS'), id('B02', 'TRADE_CONFIRM'), id('D04', 'TRADE_SUCCESS')].sort();
 
