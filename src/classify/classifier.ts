@@ -49,6 +49,8 @@ export function createClassifier(config: ClassifierConfig) {
     if (change.op === 'delete' || !change.after) return { kind: 'ignored' };
     const cfg = config.orders;
     const row = mergeUnknown(change.after, change.unknownColumns, known);
+    const inexactNo = inexactKey(row, cfg.orderNo, ordersTable);
+    if (inexactNo) return inexactNo;
     const orderNo = text(row[cfg.orderNo]);
     if (!orderNo) return { kind: 'bad', reason: `${ordersTable}: order number column "${cfg.orderNo}" is missing or empty` };
     const status = text(row[cfg.status]);
@@ -64,6 +66,8 @@ export function createClassifier(config: ClassifierConfig) {
   function classifyRefund(change: SourceChange, known: Row | undefined, cfg: RefundsTableConfig): Classification {
     if (change.op === 'delete' || !change.after) return { kind: 'ignored' };
     const refund = change.after;
+    const inexact = inexactKey(refund, cfg.orderNo, refundsTable) ?? inexactKey(refund, cfg.refundId, refundsTable);
+    if (inexact) return inexact;
     const orderNo = text(refund[cfg.orderNo]);
     if (!orderNo) return { kind: 'bad', reason: `${refundsTable}: order number column "${cfg.orderNo}" is missing or empty` };
     const refundId = text(refund[cfg.refundId]);
@@ -159,6 +163,17 @@ export function qualify(table: string): string {
 }
 
 /** A value as non-empty text, or undefined for null/absent/blank. */
+/**
+ * An identity that reached us as a JSON number beyond 2^53 (a Kafka JSON field, a json
+ * column) has already lost digits: refuse the row rather than mint an event id, and an
+ * order number, from a rounded value.
+ */
+function inexactKey(row: Row, column: string, table: string): { kind: 'bad'; reason: string } | undefined {
+  const v = row[column];
+  if (typeof v !== 'number' || !Number.isInteger(v) || Number.isSafeInteger(v)) return undefined;
+  return { kind: 'bad', reason: `${table}: column "${column}" holds the number ${String(v)}, beyond 2^53, so its exact digits are lost; publish it as text (a string in JSON)` };
+}
+
 export function text(value: JsonValue | undefined): string | undefined {
   if (value === null || value === undefined) return undefined;
   const s = typeof value === 'string' ? value.trim() : typeof value === 'object' ? JSON.stringify(value) : String(value);

@@ -295,3 +295,13 @@ describe('one order change, three sources, one event id', () => {
     ]);
   });
 });
+
+describe('numbers beyond 2^53', () => {
+  it('a visit field that arrives as such a number is parked, never sent rounded', () => {
+    const topic = kafkaTopicSchema.parse({ topic: 'page-visits', format: 'visit' });
+    const value = '{"visit_id": 12345678901234567993, "page": "SHARE_LANDING_PAGE", "visitor_phone": "13800000000", "visited_at": "2024-05-01T18:00:00+08:00"}';
+    const d = decodeRecord(topic, { topic: 'page-visits', partition: 0, offset: '1', timestamp: '0', value: Buffer.from(value) });
+    expect(d.kind).toBe('bad');
+    expect(d.kind === 'bad' && d.bad.reason).toMatch(/visit_id.*beyond 2\^53/);
+  });
+});

@@ -114,3 +114,19 @@ describe('classifier', () => {
     expect(r.kind === 'events' && r.events[0]).toMatchObject({ code: 'SHARE_LANDING_PAGE', kind: 'VISIT', id: eventId(['p1', 'VISIT', 'v1', 'SHARE_LANDING_PAGE']) });
   });
 });
+
+describe('classifier: identities that arrive as rounded JSON numbers', () => {
+  it('refuses an order number or refund id beyond 2^53 instead of minting ids from lost digits', () => {
+    // 12345678901234567993 parsed from JSON is already …568000: no id may be made from it.
+    const big = JSON.parse('{"order_no": 12345678901234567993, "status": "PAID"}') as Row;
+    const r = classifier.classify(change('public.orders', big), none);
+    expect(r.kind).toBe('bad');
+    expect(r.kind === 'bad' && r.reason).toMatch(/order_no.*beyond 2\^53.*as text/);
+    const refund = JSON.parse('{"refund_id": 90071992547409931, "order_no": "A", "status": "SUCCESS"}') as Row;
+    const rr = classifier.classify(change('refunds', refund), () => ({ order_no: 'A', status: 'PAID' }));
+    expect(rr.kind === 'bad' && rr.reason).toMatch(/refund_id.*beyond 2\^53/);
+    // A safe integer is an exact identity, as before.
+    const ok = classifier.classify(change('public.orders', { order_no: 9007199254740991, status: 'PAID' }), none);
+    expect(ok.kind === 'events' && ok.orderNo).toBe('9007199254740991');
+  });
+});

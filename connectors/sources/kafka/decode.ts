@@ -178,7 +178,8 @@ function convertValue(value: JsonValue, type: FieldType): JsonValue {
       }
       default:
         // node-pg reads int8 as text; keep the two sources alike.
-        return type.type === 'int64' && typeof value === 'number' && type.name === undefined ? String(value) : value;
+        // An int64 beyond 2^53 stays a number: its digits are already lost, and whoever reads it refuses it.
+        return type.type === 'int64' && typeof value === 'number' && Number.isSafeInteger(value) && type.name === undefined ? String(value) : value;
     }
   } catch {
     return value;
@@ -236,6 +237,7 @@ function visit(value: unknown, topic: VisitTopicConfig, record: KafkaRecord): De
   const read = (path: string): string | undefined | { error: string } => {
     const v = lookup(value, path);
     if (v === undefined || v === null) return undefined;
+    if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) return { error: `visit: field "${path}" is the number ${String(v)}, beyond 2^53, so its exact digits are lost; publish it as a string` };
     if (typeof v === 'number' && Number.isFinite(v)) return String(v);
     if (typeof v !== 'string') return { error: `visit: field "${path}" must be text, got ${describe(v)}` };
     const s = v.trim();
