@@ -31,6 +31,8 @@ SELECT 'CREATE PUBLICATION order_relay FOR TABLE public.orders, public.refunds'
 -- creates that schema once (`order-relay migrate`). With ledger.url elsewhere, skip this.
 SELECT format('GRANT CREATE ON DATABASE %I TO order_relay', current_database()) \gexec
 
--- REPLICA IDENTITY DEFAULT (a primary key) is enough; FULL works too. NOTHING, or DEFAULT on a
--- table without a primary key, makes UPDATEs fail once the table is published.
+-- REPLICA IDENTITY DEFAULT (a primary key) works, with the SELECT grant above: an UPDATE that
+-- leaves a long (TOASTed) value alone is streamed without it, and order-relay reads it back
+-- from the table. FULL carries every value. NOTHING, or DEFAULT on a table without a primary
+-- key, makes UPDATEs fail once the table is published.
 -- ALTER TABLE public.orders REPLICA IDENTITY DEFAULT;

@@ -1,6 +1,7 @@
 -- Sample ticketing schema for order-relay: an orders table and a refunds table.
--- REPLICA IDENTITY DEFAULT is enough (order-relay keeps the last row per order itself);
--- FULL also works and lets `preview`/logs show old rows.
+-- REPLICA IDENTITY DEFAULT works: order-relay keeps the last row per order itself, and reads
+-- a long (TOASTed) value an UPDATE left out back from this table (the role needs SELECT);
+-- FULL carries every value in every update, at the cost of more WAL.
 CREATE TABLE IF NOT EXISTS public.orders (
   id                 bigserial PRIMARY KEY,
   order_no           text NOT NULL UNIQUE,
