@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { packageRoot } from '../core/root.js';
 import { EVENT_CODES } from '../core/events.js';
 import { createLogger, type Logger } from '../log.js';
 import { bar, clip, progressReporter, table } from './format.js';
@@ -12,7 +14,8 @@ import type { DeliveryFilter } from './replay.js';
  */
 export const program = new Command('order-relay')
   .description('Order-table changes to AntChain EventReport and Alipay Zhima, exactly once in effect')
-  .showHelpAfterError('(add --help for usage)');
+  .showHelpAfterError('(add --help for usage)')
+  .version((JSON.parse(readFileSync(`${packageRoot()}/package.json`, 'utf8')) as { version: string }).version, '-V, --version', 'print the version');
 
 const configOption = () => new Option('-c, --config <file>', 'YAML config (${ENV} references are filled from the environment)').makeOptionMandatory();
 
