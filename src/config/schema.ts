@@ -44,6 +44,8 @@ export const sinkSchema = z.discriminatedUnion('kind', [antchainSinkSchema, zhim
 export const configSchema = z.strictObject({
   /** Namespace of event identity; changing it changes every event id. */
   project: z.string().min(1).max(64),
+  /** Accept secrets written into the file itself (refused otherwise; see src/config/secrets.ts). Warns. */
+  allowInlineSecrets: z.boolean().default(false),
   database: z.strictObject({ url: z.string().min(1) }),
   ledger: z
     .strictObject({
