@@ -63,13 +63,24 @@ export const REMOTE_CODE_MAX = 128;
  * how many were cut. `mask` sees only the kept part, so masking a huge text costs what masking
  * `max` characters costs. The note groups its digits ("52,428,800") so that a mask applied to
  * the clipped text later does not take the count for a phone number or an account.
+ * NUL characters and lone surrogates become U+FFFD: PostgreSQL refuses both in text and jsonb,
+ * and one remote message must not make an attempt unrecordable.
  */
 export function clipRemoteText(text: string, max: number = REMOTE_TEXT_MAX, mask?: (kept: string) => string): string {
-  if (text.length <= max) return mask ? mask(text) : text;
-  // Never cut a surrogate pair in two: a lone half is not valid text for the ledger.
+  if (text.length <= max) {
+    const clean = storable(text);
+    return mask ? mask(clean) : clean;
+  }
+  // Never cut a surrogate pair in two.
   const end = isHighSurrogate(text.charCodeAt(max - 1)) ? max - 1 : max;
-  const kept = text.slice(0, end);
+  const kept = storable(text.slice(0, end));
   return `${mask ? mask(kept) : kept}… [${(text.length - end).toLocaleString('en-US')} more characters cut]`;
+}
+
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+function storable(text: string): string {
+  return text.replace(UNSTORABLE, '\ufffd');
 }
 
 function isHighSurrogate(code: number): boolean {

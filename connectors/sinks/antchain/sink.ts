@@ -131,21 +131,99 @@ function logOutcome(logger: Logger, event: BusinessEvent, outcome: DeliveryOutco
 
 /**
  * Remote messages may echo an account; keep phone numbers and e-mail addresses out of logs.
- * Both patterns are linear in the text's length:
- * - an address may only start where a run of address characters starts (the lookbehind), so
- *   a long run without '@' is scanned once instead of once per position in it (quadratic:
- *   22 s for 100k characters before);
- * - a phone-ish run (digits, spaces, dashes, ending in a digit) fails from a start only when
- *   no digit lies 6 or more places further in the run, so at most 6 starts per run fail and
- *   the first one that does not consumes the run.
- * Remote text is clipped where it is read (response.ts, by src/core/trust.ts), so logs never
- * see more than that of it.
+ * What is masked is what the patterns `[^\s@"',;:]+@[^\s@"',;:]+` (an address) and then
+ * `\+?\d[\d\s-]{5,}\d` (a phone-ish run) match, but found in one linear pass each: as
+ * regular expressions the first was quadratic on a long run without '@' (22 s for 100k
+ * characters) and the second overflows V8's backtracking stack on a long run of digits and
+ * spaces. Remote text is clipped where it is read (response.ts, by src/core/trust.ts), so
+ * logs never see more than that of it anyway.
  */
-const EMAIL = /(?<![^\s@"',;:])[^\s@"',;:]+@[^\s@"',;:]+/g;
-const PHONE = /\+?\d[\d\s-]{5,}\d/g;
-
 export function maskPersonal(text: string | undefined): string | undefined {
-  return text?.replace(EMAIL, '[redacted]').replace(PHONE, '[redacted]');
+  return text === undefined ? undefined : maskPhones(maskAddresses(text));
+}
+
+const REDACTED = '[redacted]';
+
+/** `\s` of JavaScript regular expressions. */
+function isSpace(c: number): boolean {
+  return (
+    c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff
+  );
+}
+
+const ADDRESS = 1;
+const PHONE_RUN = 2;
+const DIGIT = 4;
+/** Character classes of ASCII by code; everything above is an address character unless a space. */
+const ASCII_CLASS = Uint8Array.from({ length: 128 }, (_, c) => {
+  const digit = c >= 0x30 && c <= 0x39;
+  const address = !(isSpace(c) || '@"\',;:'.includes(String.fromCharCode(c)));
+  return (address ? ADDRESS : 0) | (digit || isSpace(c) || c === 0x2d ? PHONE_RUN : 0) | (digit ? DIGIT : 0);
+});
+
+function classOf(c: number): number {
+  if (c < 128) return ASCII_CLASS[c]!;
+  return isSpace(c) ? PHONE_RUN : ADDRESS;
+}
+
+/** Not whitespace, `@`, `"`, `'`, `,`, `;` or `:`. */
+const isAddressChar = (c: number): boolean => (classOf(c) & ADDRESS) !== 0;
+const isPhoneChar = (c: number): boolean => (classOf(c) & PHONE_RUN) !== 0;
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+
+/** A run of address characters, `@`, another run: each run is read once. */
+function maskAddresses(text: string): string {
+  let out = '';
+  let copied = 0;
+  let i = 0;
+  while (i < text.length) {
+    if (!isAddressChar(text.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    let j = i + 1;
+    while (j < text.length && isAddressChar(text.charCodeAt(j))) j++;
+    if (j + 1 < text.length && text.charCodeAt(j) === 0x40 && isAddressChar(text.charCodeAt(j + 1))) {
+      let k = j + 2;
+      while (k < text.length && isAddressChar(text.charCodeAt(k))) k++;
+      out += text.slice(copied, i) + REDACTED;
+      copied = k;
+      i = k;
+    } else {
+      i = j;
+    }
+  }
+  return copied === 0 ? text : out + text.slice(copied);
+}
+
+/**
+ * From a digit (with a `+` just before it), the longest stretch of digits, spaces and dashes
+ * that ends in a digit at least 6 places further on. When a run of such characters has no
+ * digit that far from its first digit, no later start in it has one either, so each run is
+ * read at most twice.
+ */
+function maskPhones(text: string): string {
+  let out = '';
+  let copied = 0;
+  let i = 0;
+  while (i < text.length) {
+    if (!isDigit(text.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    let end = i + 1;
+    while (end < text.length && isPhoneChar(text.charCodeAt(end))) end++;
+    let last = end - 1;
+    while (last > i && !isDigit(text.charCodeAt(last))) last--;
+    if (last - i >= 6) {
+      const start = i > copied && text.charCodeAt(i - 1) === 0x2b ? i - 1 : i;
+      out += text.slice(copied, start) + REDACTED;
+      copied = last + 1;
+    }
+    i = end;
+  }
+  return copied === 0 ? text : out + text.slice(copied);
 }
 
 /** Answers that say nothing the sink can trust: a run of them pauses the sink (src/core/trust.ts). */
