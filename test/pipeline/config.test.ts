@@ -54,7 +54,7 @@ describe('configuration', () => {
     const text = demo.replace('heartbeat: 10s', 'heartbeat: 10').replace('pollInterval: 200ms', 'pollInterval: soon');
     const p = problems(text);
     expect(p).toContainEqual(expect.stringMatching(/^source\.heartbeat: /));
-    expect(p).toContainEqual('dispatcher.pollInterval: expected a duration with a unit such as "500ms", "5s", "2m", "1h"; got "soon"');
+    expect(p).toContainEqual('dispatcher.pollInterval: expected a duration with a unit, e.g. "30s" (units: ms, s, m, h, d); got "soon"');
   });
 
   it('refuses a wrong event code and a bad identifier', () => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, identifier, size } from '../../../src/config/units.js';
+import { duration, durationOrOff, identifier, size } from '../../../src/config/units.js';
 
 export const postgresSourceSchema = z.strictObject({
   kind: z.literal('postgres'),
@@ -13,9 +13,9 @@ export const postgresSourceSchema = z.strictObject({
    * Write a `pg_logical_emit_message` this often while idle, so the slot advances even when
    * only unpublished tables (or other databases) are written. "off" disables it.
    */
-  heartbeat: z.union([z.literal('off'), duration()]).default(30_000),
+  heartbeat: durationOrOff().default(30_000),
   /** Send a standby status update at least this often. */
-  statusInterval: z.union([duration()]).default(10_000),
+  statusInterval: duration().default(10_000),
   reconnect: z
     .strictObject({ initialBackoff: duration().default(500), maxBackoff: duration().default(30_000) })
     .prefault({}),
