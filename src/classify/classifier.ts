@@ -12,9 +12,15 @@ export interface ClassifierConfig {
 /** What the ledger knows of orders, by order number (the last row it stored). */
 export type OrderLookup = (orderNo: string) => Row | undefined;
 
+/**
+ * `unmapped` is the row's status when no mapping lists it (`orders.statuses`, a refunds
+ * table's `successStatuses`): the change yields no events for that reason alone. Callers count
+ * it, so a mapping that misses what the table holds (`PAID` against rows holding `paid`) shows
+ * instead of dropping every event without a trace.
+ */
 export type Classification =
-  | { kind: 'events'; events: BusinessEvent[]; orderNo?: string; orderRow?: Row }
-  | { kind: 'ignored' }
+  | { kind: 'events'; events: BusinessEvent[]; orderNo?: string; orderRow?: Row; unmapped?: string }
+  | { kind: 'ignored'; unmapped?: string }
   | { kind: 'bad'; reason: string };
 
 /**
@@ -55,24 +61,29 @@ export function createClassifier(config: ClassifierConfig) {
     if (!orderNo) return { kind: 'bad', reason: `${ordersTable}: order number column "${cfg.orderNo}" is missing or empty` };
     const status = text(row[cfg.status]);
     if (status === undefined) return { kind: 'bad', reason: `${ordersTable} order ${orderNo}: status column "${cfg.status}" is missing or empty` };
-    const codes = Object.hasOwn(cfg.statuses, status) ? cfg.statuses[status]! : [];
+    // Statuses are compared exactly (after trimming): `paid` is not `PAID`.
+    const mapped = Object.hasOwn(cfg.statuses, status);
+    const codes = mapped ? cfg.statuses[status]! : [];
     const previous = known ? text(known[cfg.status]) : undefined;
     const occurredAt = timeOf(row, cfg.occurredAt, change.committedAt);
     // Unchanged status: every event it stands for is already in the ledger.
     const events = previous === status ? [] : codes.map((code) => tradeEvent(code, orderNo, row, occurredAt));
-    return { kind: 'events', events, orderNo, orderRow: row };
+    return { kind: 'events', events, orderNo, orderRow: row, ...(mapped ? {} : { unmapped: status }) };
   }
 
   function classifyRefund(change: SourceChange, known: Row | undefined, cfg: RefundsTableConfig): Classification {
     if (change.op === 'delete' || !change.after) return { kind: 'ignored' };
     const refund = change.after;
-    const inexact = inexactKey(refund, cfg.orderNo, refundsTable) ?? inexactKey(refund, cfg.refundId, refundsTable);
+    const inexact = inexactKey(refund, cfg.orderNo, refundsTable!) ?? inexactKey(refund, cfg.refundId, refundsTable!);
     if (inexact) return inexact;
     const orderNo = text(refund[cfg.orderNo]);
     if (!orderNo) return { kind: 'bad', reason: `${refundsTable}: order number column "${cfg.orderNo}" is missing or empty` };
     const refundId = text(refund[cfg.refundId]);
     if (!refundId) return { kind: 'bad', reason: `${refundsTable} order ${orderNo}: refund id column "${cfg.refundId}" is missing or empty` };
-    if (cfg.status && !cfg.successStatuses.includes(text(refund[cfg.status]) ?? '')) return { kind: 'ignored' };
+    if (cfg.status) {
+      const status = text(refund[cfg.status]);
+      if (status === undefined || !cfg.successStatuses.includes(status)) return { kind: 'ignored', unmapped: status ?? '(empty)' };
+    }
     if (!known) return { kind: 'bad', reason: `${refundsTable} refund ${refundId}: order ${orderNo} is unknown (not in the ledger nor in ${ordersTable})` };
     const occurredAt = timeOf(refund, cfg.occurredAt, change.committedAt);
     // A refund proves the order was paid: its TRADE_SUCCESS (deduplicated by id) goes

@@ -25,6 +25,9 @@ export interface AppHooks {
   onIngested?(result: IngestResult): void;
 }
 
+/** Distinct status values per (source, table) that get their own series; the rest count as "(other)". */
+export const UNMAPPED_STATUSES = 20;
+
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 
 export function createMetrics(options: { defaultMetrics?: boolean; sinks?: readonly string[] } = {}): Metrics {
@@ -50,6 +53,25 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
     help: 'Source input that could not become events and was parked with a reason.',
     registers: [registry],
   });
+  // The status value is a label only while it is one of the first UNMAPPED_STATUSES seen per
+  // (source, table): a table full of odd values must not blow up the series count.
+  const unmapped = new Counter({
+    name: 'order_relay_changes_unmapped_total',
+    help: `Row changes whose status no mapping lists (orders.statuses, refunds.successStatuses), so they yielded no events, by source, table and status (the first ${UNMAPPED_STATUSES} values per table, then "other").`,
+    labelNames: ['source', 'table', 'status'],
+    registers: [registry],
+  });
+  const unmappedSeen = new Map<string, Set<string>>();
+  const unmappedLabel = (source: string, table: string, status: string): string => {
+    const key = `${source}\u0000${table}`;
+    let seen = unmappedSeen.get(key);
+    if (!seen) unmappedSeen.set(key, (seen = new Set()));
+    const value = status.length > 64 ? `${status.slice(0, 63)}…` : status;
+    if (seen.has(value)) return value;
+    if (seen.size >= UNMAPPED_STATUSES) return '(other)';
+    seen.add(value);
+    return value;
+  };
   const deliveries = new Counter({
     name: 'order_relay_deliveries_total',
     help: 'Delivery attempts recorded in the ledger, by sink and outcome (delivered, retry, rejected, not_applicable, sink_failure).',
@@ -180,6 +202,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
       for (const [code, n] of Object.entries(result.codes)) eventsIngested.inc({ code }, n);
       for (const [code, n] of Object.entries(result.stored)) eventsStored.inc({ code }, n);
       if (result.bad) inputsParked.inc(result.bad);
+      for (const u of result.unmapped) unmapped.inc({ source: u.source, table: u.table, status: unmappedLabel(u.source, u.table, u.status) }, u.n);
     },
   };
 

@@ -30,6 +30,11 @@ export interface IngestResult extends AppendResult {
    * id, here or by the ledger): the same count whichever way changes fall into batches.
    */
   codes: Record<string, number>;
+  /**
+   * Changes whose status no mapping lists (`Classification.unmapped`), per table and status
+   * value: they yielded no events for that reason alone.
+   */
+  unmapped: Array<{ source: string; table: string; status: string; n: number }>;
 }
 
 /**
@@ -61,7 +66,7 @@ export function createIngest(deps: IngestDeps) {
         const e = p.stored.get(l.eventId)!;
         return { id: l.id, eventId: l.eventId, sink: l.sink, attempt: 1, event: e.event, committedAt: new Date(e.committedAt) };
       });
-      return { ...stored, claimed, events: p.stored.size, bad: p.bad, codes: p.codes };
+      return { ...stored, claimed, events: p.stored.size, bad: p.bad, codes: p.codes, unmapped: p.unmapped };
     } catch (err) {
       // This batch or one before it failed: the source re-reads from its last committed
       // position, so nothing in flight may be remembered.
@@ -101,6 +106,7 @@ export function createIngest(deps: IngestDeps) {
     const orders = new Map<string, Row>();
     const bad: BadInput[] = [...batch.bad];
     const codes: Record<string, number> = {};
+    const unmapped = new Map<string, { source: string; table: string; status: string; n: number }>();
     const lookup = (orderNo: string) => orders.get(orderNo) ?? known.get(orderNo);
     const refundLookup = (orderNo: string) => lookup(orderNo) ?? sourceRows.get(orderNo);
 
@@ -116,6 +122,13 @@ export function createIngest(deps: IngestDeps) {
       if (result.kind === 'bad') {
         bad.push(park(change, result.reason));
         continue;
+      }
+      if (result.unmapped !== undefined) {
+        const table = qualify(change.table);
+        const key = JSON.stringify([table, result.unmapped]);
+        const u = unmapped.get(key);
+        if (u) u.n++;
+        else unmapped.set(key, { source: deps.sourceId, table, status: result.unmapped, n: 1 });
       }
       if (result.kind === 'ignored') continue;
       if (result.orderNo && result.orderRow) orders.set(result.orderNo, result.orderRow);
@@ -135,7 +148,7 @@ export function createIngest(deps: IngestDeps) {
       ...(deps.room ? { room: deps.room() } : {}),
     });
     for (const [orderNo, row] of orders) uncommitted.set(orderNo, row);
-    return { write, orders, stored: events, bad: bad.length, codes };
+    return { write, orders, stored: events, bad: bad.length, codes, unmapped: [...unmapped.values()] };
   }
 
   /**

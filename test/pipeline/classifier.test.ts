@@ -62,7 +62,7 @@ describe('classifier', () => {
       ['REFUND_SUCCESS', eventId(['p1', 'A', 'REFUND_SUCCESS', 'R1']), 'R1'],
     ]);
     expect(r.kind === 'events' && r.events[1]).toMatchObject({ order, refund: { refund_id: 'R1' } });
-    expect(classifier.classify(change('public.refunds', { refund_id: 'R2', order_no: 'A', status: 'PENDING' }), () => order)).toEqual({ kind: 'ignored' });
+    expect(classifier.classify(change('public.refunds', { refund_id: 'R2', order_no: 'A', status: 'PENDING' }), () => order)).toEqual({ kind: 'ignored', unmapped: 'PENDING' });
   });
 
   it('with a refunds table, a REFUNDED status stands for the purchase only: the refund row is the refund', () => {
