@@ -130,6 +130,8 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
             add({ name: `table ${table}`, status: 'fail', detail: `role "${row.user}" may not SELECT it (backfill and refund lookups read it)`, fix: `GRANT SELECT ON ${table} TO "${row.user}";` });
           } else {
             add({ name: `table ${table}`, status: 'ok', detail: 'exists, configured columns present, readable' });
+            const mapping = statusMapping(config, table);
+            if (mapping) add(await statusCheck(client, table, mapping));
           }
           const ident = t.ident;
           // Below FULL, an update's new row has no value for a TOASTed (long, stored out of
@@ -351,6 +353,77 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
     );
   }
   return checks;
+}
+
+/** How many rows the status comparison reads, and how many distinct values it reports. */
+export const STATUS_SAMPLE_ROWS = 100_000;
+const STATUS_VALUES = 50;
+
+interface StatusMapping {
+  /** The config path of the mapping, e.g. `orders.statuses`. */
+  path: string;
+  column: string;
+  values: readonly string[];
+}
+
+function statusMapping(config: Config, table: string): StatusMapping | undefined {
+  if (table === qualify(config.orders.table)) return { path: 'orders.statuses', column: config.orders.status, values: Object.keys(config.orders.statuses) };
+  if (config.refunds?.status && table === qualify(config.refunds.table)) {
+    return { path: 'refunds.successStatuses', column: config.refunds.status, values: config.refunds.successStatuses };
+  }
+  return undefined;
+}
+
+/**
+ * The mapping against the status values the table holds (in a bounded sample). Statuses are
+ * compared exactly, as the classifier compares them (trimmed): a mapping that says `PAID`
+ * while the rows hold `paid` turns every such change into no events. Values that match a
+ * mapped status but for case warn, naming the two; other values no mapping lists are shown
+ * (`CREATED` often means nothing to report) but do not warn, as there is no way to map a
+ * status to no event.
+ */
+async function statusCheck(client: pg.Client, table: string, mapping: StatusMapping): Promise<Check> {
+  const name = `statuses ${table}`;
+  const col = quoted(mapping.column);
+  let rows: Array<{ status: string | null; n: string }>;
+  try {
+    ({ rows } = await client.query<{ status: string | null; n: string }>(
+      `SELECT status, count(*)::text AS n FROM (SELECT ${col}::text AS status FROM ${quoted(table)} LIMIT ${STATUS_SAMPLE_ROWS}) s GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${STATUS_VALUES}`,
+    ));
+  } catch (err) {
+    return { name, status: 'warn', detail: `cannot read the status values to compare with ${mapping.path}: ${msg(err)}` };
+  }
+  // As the classifier reads a status: trimmed, blank is none.
+  const held = new Map<string, number>();
+  for (const r of rows) {
+    const v = r.status?.trim();
+    if (v) held.set(v, (held.get(v) ?? 0) + Number(r.n));
+  }
+  const scope = rows.length === STATUS_VALUES ? `the ${STATUS_VALUES} most frequent values of the first ${STATUS_SAMPLE_ROWS.toLocaleString('en-US')} rows` : `the first ${STATUS_SAMPLE_ROWS.toLocaleString('en-US')} rows`;
+  if (held.size === 0) return { name, status: 'ok', detail: `no status values to compare with ${mapping.path} yet (${rows.length ? 'only blank ones' : 'the table is empty'})` };
+  const mapped = new Set(mapping.values);
+  const unmapped = [...held].filter(([v]) => !mapped.has(v));
+  const typos: string[] = [];
+  const fixes: string[] = [];
+  const other: string[] = [];
+  for (const [value, n] of unmapped) {
+    const like = mapping.values.find((m) => m.toLowerCase() === value.toLowerCase());
+    if (like !== undefined) {
+      typos.push(`${mapping.path} has ${like} but the table holds "${value}" (${count(n)}): statuses are compared exactly`);
+      fixes.push(mapping.path === 'orders.statuses' ? `write "${value}" instead of ${like} in orders.statuses` : `list "${value}" in refunds.successStatuses`);
+    } else other.push(`"${value}" (${count(n)})`);
+  }
+  const mappedHeld = [...held].filter(([v]) => mapped.has(v)).map(([v, n]) => `${v} (${count(n)})`);
+  const rest = [
+    mappedHeld.length ? `mapped: ${mappedHeld.join(', ')}` : `no row holds a status ${mapping.path} lists`,
+    ...(other.length ? [`in no mapping, so they yield no events: ${other.join(', ')}`] : []),
+  ].join('; ');
+  if (typos.length) return { name, status: 'warn', detail: `${typos.join('; ')} (${rest}; in ${scope})`, fix: fixes.join('; ') };
+  return { name, status: 'ok', detail: `${rest} (in ${scope})` };
+}
+
+function count(n: number): string {
+  return `${n.toLocaleString('en-US')} row${n === 1 ? '' : 's'}`;
 }
 
 async function sampleClock(client: pg.Client, against: string, out: Array<{ against: string; offsetMs: number; resolutionMs: number }>): Promise<void> {

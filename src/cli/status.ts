@@ -41,6 +41,12 @@ export interface StatusReport {
   sinks: Array<SinkFigures & { paused: boolean | null; pausedReason?: string; pausedSince?: string; inflight: number | null }>;
   parkedInputs: { count: number; recent: ParkedInput[] };
   lastErrors: RecentError[];
+  /**
+   * Per source, the changes whose status no mapping lists (they yielded no events), as the
+   * running instance counted them since it started (`order_relay_changes_unmapped_total` on its
+   * /metrics); null when no instance answered.
+   */
+  unmapped: Array<{ source: string; total: number; statuses: Array<{ table: string; status: string; n: number }> }> | null;
   /** The running instance's admin listener: reachable or not (pause state comes from there). */
   live: { url: string | null; reachable: boolean; error?: string };
   checkpoints: CheckpointRow[];
@@ -58,8 +64,9 @@ export async function collectStatus(config: Config, options: { errors?: number; 
   const source = config.source ? new pg.Pool({ connectionString: sourceUrl(config), max: 1, application_name: 'order-relay-status' }) : undefined;
   source?.on('error', () => {});
   try {
-    const [liveResult, version] = await Promise.all([
+    const [liveResult, unmappedSamples, version] = await Promise.all([
       options.live === false ? Promise.resolve(undefined) : fetchLive(config),
+      options.live === false ? Promise.resolve(undefined) : fetchUnmapped(config),
       schemaVersion(ledger, schema).catch((err: unknown) => {
         throw new Error(`ledger database: ${err instanceof Error ? err.message : String(err)}`);
       }),
@@ -111,6 +118,7 @@ export async function collectStatus(config: Config, options: { errors?: number; 
         };
       }),
       parkedInputs: { count: parkedCount, recent: parkedRecent },
+      unmapped: unmappedSamples ? unmappedBySource(config, unmappedSamples) : null,
       lastErrors: errors,
       live: { url: liveResult?.url ?? null, reachable: !!live, ...(liveResult?.error ? { error: liveResult.error } : {}) },
       checkpoints,
@@ -154,11 +162,18 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
 }
 
-async function fetchLive(config: Config): Promise<{ url: string; state?: LiveState; error?: string } | undefined> {
+/** Where the running instance's admin listener answers, or undefined when it is off. */
+function adminBase(config: Config): string | undefined {
   if (config.admin.listen === 'off') return undefined;
   const { host, port } = parseListen(config.admin.listen);
   const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
-  const url = `http://${target}:${port}/status`;
+  return `http://${target}:${port}`;
+}
+
+async function fetchLive(config: Config): Promise<{ url: string; state?: LiveState; error?: string } | undefined> {
+  const base = adminBase(config);
+  if (!base) return undefined;
+  const url = `${base}/status`;
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(1_500) });
     if (!res.ok) return { url, error: `HTTP ${res.status}` };
@@ -167,6 +182,68 @@ async function fetchLive(config: Config): Promise<{ url: string; state?: LiveSta
     const cause = (err as { cause?: { code?: string } }).cause?.code;
     return { url, error: cause ?? (err instanceof Error ? err.message : String(err)) };
   }
+}
+
+const UNMAPPED_METRIC = 'order_relay_changes_unmapped_total';
+
+/**
+ * The unmapped-status counts live only in the running process: its /metrics has them. Undefined
+ * when no instance answers (the count is then unknown, not zero).
+ */
+async function fetchUnmapped(config: Config): Promise<UnmappedSample[] | undefined> {
+  const base = adminBase(config);
+  if (!base) return undefined;
+  try {
+    const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(1_500) });
+    if (!res.ok) return undefined;
+    return parseUnmapped(await res.text());
+  } catch {
+    return undefined;
+  }
+}
+
+export interface UnmappedSample {
+  source: string;
+  table: string;
+  status: string;
+  n: number;
+}
+
+/** The samples of order_relay_changes_unmapped_total in a Prometheus text exposition. */
+export function parseUnmapped(exposition: string): UnmappedSample[] {
+  const out: UnmappedSample[] = [];
+  for (const line of exposition.split('\n')) {
+    if (!line.startsWith(`${UNMAPPED_METRIC}{`)) continue;
+    const close = line.lastIndexOf('} ');
+    if (close < 0) continue;
+    const labels: Record<string, string> = {};
+    for (const m of line.slice(UNMAPPED_METRIC.length + 1, close).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    }
+    const n = Number(line.slice(close + 2).trim());
+    if (labels.source === undefined || labels.table === undefined || labels.status === undefined || !Number.isFinite(n) || n <= 0) continue;
+    out.push({ source: labels.source, table: labels.table, status: labels.status, n });
+  }
+  return out;
+}
+
+function unmappedBySource(config: Config, samples: UnmappedSample[]): NonNullable<StatusReport['unmapped']> {
+  const ids = [...(config.source ? ['postgres'] : []), ...(config.kafka ? ['kafka'] : [])];
+  for (const s of samples) if (!ids.includes(s.source)) ids.push(s.source);
+  return ids.map((source) => {
+    const statuses = samples
+      .filter((s) => s.source === source)
+      .map(({ table, status, n }) => ({ table, status, n }))
+      .sort((a, b) => b.n - a.n || a.status.localeCompare(b.status));
+    return { source, total: statuses.reduce((a, b) => a + b.n, 0), statuses };
+  });
+}
+
+/** "changes with a status in no mapping: 120 (e.g. paid ×120)", for one source. */
+export function unmappedLine(u: NonNullable<StatusReport['unmapped']>[number]): string {
+  const tables = new Set(u.statuses.map((s) => s.table));
+  const examples = u.statuses.slice(0, 3).map((s) => `${tables.size > 1 ? `${s.table} ` : ''}${s.status} ×${s.n}`);
+  return `${u.source}: changes with a status in no mapping: ${u.total}${examples.length ? ` (e.g. ${examples.join(', ')}${u.statuses.length > 3 ? ', …' : ''})` : ''}`;
 }
 
 export function renderStatus(r: StatusReport): string {
@@ -208,6 +285,11 @@ export function renderStatus(r: StatusReport): string {
     if (s.error) out.push(`  kafka: ${s.error} (offsets shown are the ledger's)`);
     out.push('');
   }
+  if (r.unmapped) {
+    for (const u of r.unmapped) out.push(unmappedLine(u));
+    out.push('  (since the instance started; such changes yield no events: statuses are compared exactly, see orders.statuses / refunds.successStatuses)');
+  } else out.push('changes with a status in no mapping: unknown (counted by the running instance, which did not answer)');
+  out.push('');
   for (const s of r.sources) {
     if (s.kind !== 'stored') continue;
     out.push(table([`${s.id.toUpperCase()} STREAM`, 'STORED POSITION', 'UPDATED'], s.streams.map((x) => [x.stream, x.position, x.updatedAt])));
