@@ -18,12 +18,7 @@ export const sinkCommonShape = {
   rateLimit: z.number().positive().optional(),
   /** Whole-attempt deadline; an attempt past it is abandoned and retried with the same key. */
   timeout: duration().default(20_000),
-  retry: z
-    .strictObject({
-      initialBackoff: duration().default(1_000),
-      maxBackoff: duration().default(300_000),
-    })
-    .prefault({}),
+  retry: backoffShape(1_000, 300_000),
   /**
    * Largest answer body read. A larger one is abandoned as soon as the cap is passed (never
    * buffered whole) and retried with the same key as `RESPONSE_TOO_LARGE`.
@@ -40,3 +35,27 @@ export const sinkCommonShape = {
   /** Restrict the sink to these event codes; default: every code the sink can send. */
   events: z.array(z.enum(EVENT_CODES)).optional(),
 };
+
+/**
+ * `{ initialBackoff, maxBackoff }` with both defaults; an initial backoff above the maximum is
+ * an error (it would be silently capped, and is almost always two values swapped).
+ */
+export function backoffShape(initialMs: number, maxMs: number) {
+  return z
+    .strictObject({
+      initialBackoff: duration().default(initialMs),
+      maxBackoff: duration().default(maxMs),
+    })
+    .prefault({})
+    .check((ctx) => {
+      const { initialBackoff, maxBackoff } = ctx.value;
+      if (initialBackoff > maxBackoff) {
+        ctx.issues.push({
+          code: 'custom',
+          input: ctx.value,
+          path: ['initialBackoff'],
+          message: `${initialBackoff} ms is more than maxBackoff (${maxBackoff} ms): the first wait may not exceed the longest; swap or fix the two values`,
+        });
+      }
+    });
+}

@@ -125,3 +125,13 @@ describe('configuration', () => {
     expect(parseSize('10')).toBeUndefined();
   });
 });
+
+describe('configuration: backoffs', () => {
+  it('refuses an initial backoff longer than the maximum, naming the path', () => {
+    const text = demo.replace('retry: { initialBackoff: 200ms, maxBackoff: 5s }', 'retry: { initialBackoff: 10m, maxBackoff: 1m }');
+    expect(text).not.toBe(demo);
+    expect(problems(text)).toEqual([
+      'sinks.antchain.retry.initialBackoff: 600000 ms is more than maxBackoff (60000 ms): the first wait may not exceed the longest; swap or fix the two values',
+    ]);
+  });
+});
