@@ -84,10 +84,14 @@ describe('logs', () => {
     const parsed = out.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     // The run exercised the noisy paths.
     const msgs = new Set(parsed.map((p) => p.msg));
-    for (const m of ['antchain attempt to be retried', 'antchain event rejected', 'sink paused: the sink itself is failing; deliveries stay pending, probing with backoff', 'sink resumed', 'redaction probe']) {
+    for (const m of ['attempt to be retried', 'event rejected', 'sink paused: the sink itself is failing; deliveries stay pending, probing with backoff', 'sink resumed', 'redaction probe']) {
       expect(msgs).toContain(m);
     }
     for (const p of parsed) expect(typeof p.component, JSON.stringify(p)).toBe('string');
+    // Both sinks log an attempt with the same field names.
+    const attempts = parsed.filter((p) => p.component === 'sink' && (p.msg === 'attempt to be retried' || p.msg === 'event rejected'));
+    expect(new Set(attempts.map((p) => p.kind))).toEqual(new Set(['antchain', 'zhima']));
+    for (const p of attempts) expect(Object.keys(p), JSON.stringify(p)).toEqual(expect.arrayContaining(['sink', 'eventId', 'eventCode', 'outcome', 'outcomeCode', 'durationMs']));
 
     const secrets = [
       sims.keys.antchainAccessSecret,

@@ -111,22 +111,23 @@ function handledCodes(config: AntchainSinkConfig): Set<EventCode> {
 /** One line per attempt, with what support needs (req_msg_id) and nothing personal or secret. */
 function logOutcome(logger: Logger, event: BusinessEvent, outcome: DeliveryOutcome): void {
   if (outcome.status === 'not_applicable') return;
+  // The same field names and messages as the Zhima sink's lines (the child logger says which sink).
   const fields = {
     eventId: event.id,
     eventCode: event.code,
     outcome: outcome.status,
-    code: 'code' in outcome ? outcome.code : undefined,
-    reqMsgId: outcome.info.requestId,
+    outcomeCode: 'code' in outcome ? outcome.code : undefined,
+    requestId: outcome.info.requestId, // req_msg_id: quote it to AntChain support
     httpStatus: outcome.info.httpStatus,
-    resultCode: outcome.info.remoteCode,
-    eventStatus: outcome.info.remoteSubCode,
+    remoteCode: outcome.info.remoteCode, // result_code
+    remoteSubCode: outcome.info.remoteSubCode, // event_status
     remoteMessage: maskPersonal(outcome.info.remoteMessage ?? ('message' in outcome ? outcome.message : undefined)),
     durationMs: outcome.info.durationMs,
   };
-  if (outcome.status === 'delivered') logger.debug(fields, 'antchain event delivered');
-  else if (outcome.status === 'retry') logger.info(fields, 'antchain attempt to be retried');
-  else if (outcome.status === 'rejected') logger.warn(fields, 'antchain event rejected');
-  else logger.error(fields, 'antchain sink failure');
+  if (outcome.status === 'delivered') logger.debug(fields, 'event delivered');
+  else if (outcome.status === 'retry') logger.info(fields, 'attempt to be retried');
+  else if (outcome.status === 'rejected') logger.warn(fields, 'event rejected');
+  else logger.error(fields, 'sink failure');
 }
 
 /**

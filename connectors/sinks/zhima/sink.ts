@@ -6,6 +6,7 @@ import type { DeliveryOutcome, PreviewOptions, PreviewResult, Sink, SinkDeps } f
 import { trustCounter } from '../../../src/core/trust.js';
 import type { ZhimaSinkConfig } from './config.js';
 import { send } from './http.js';
+import { scrubUserIds } from './response.js';
 import { loadSinkMaterial } from './material.js';
 import { attemptResult, type AttemptResult } from './outcome.js';
 import { buildBizContent } from './request.js';
@@ -52,23 +53,25 @@ export function createZhimaSink(config: ZhimaSinkConfig, deps: ZhimaSinkDeps): S
 
   function record(event: BusinessEvent, outcome: DeliveryOutcome): void {
     if (outcome.status === 'not_applicable') {
-      log.debug({ eventId: event.id, code: event.code, reason: outcome.reason }, 'not applicable');
+      log.debug({ eventId: event.id, eventCode: event.code, outcome: outcome.status, reason: outcome.reason }, 'not applicable');
       return;
     }
     const { info } = outcome;
+    // The same field names and messages as the AntChain sink's lines (the child logger says which sink).
     const fields = {
       eventId: event.id,
-      code: event.code,
-      status: outcome.status,
+      eventCode: event.code,
+      outcome: outcome.status,
+      outcomeCode: outcome.status === 'delivered' ? undefined : outcome.code,
       requestId: info.requestId,
       httpStatus: info.httpStatus,
       remoteCode: info.remoteCode,
       remoteSubCode: info.remoteSubCode,
+      remoteMessage: info.remoteMessage === undefined ? undefined : scrubUserIds(info.remoteMessage),
       durationMs: info.durationMs,
-      ...(outcome.status !== 'delivered' && { outcomeCode: outcome.code }),
     };
-    if (outcome.status === 'delivered') log.debug(fields, 'delivered');
-    else if (outcome.status === 'retry') log.info(fields, 'attempt to retry');
+    if (outcome.status === 'delivered') log.debug(fields, 'event delivered');
+    else if (outcome.status === 'retry') log.info(fields, 'attempt to be retried');
     else if (outcome.status === 'rejected') log.warn(fields, 'event rejected');
     else log.error(fields, 'sink failure');
   }
