@@ -79,6 +79,11 @@ export function clipRemoteText(text: string, max: number = REMOTE_TEXT_MAX, mask
 
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
+/** `text` with NUL and lone surrogates replaced by U+FFFD: storable in PostgreSQL text and jsonb. */
+export function storableText(text: string): string {
+  return storable(text);
+}
+
 function storable(text: string): string {
   return text.replace(UNSTORABLE, '\ufffd');
 }
