@@ -130,6 +130,20 @@ export function createClassifier(config: ClassifierConfig) {
       if (table === refundsTable && config.refunds) return text(change.after?.[config.refunds.orderNo]);
       return undefined;
     },
+    /**
+     * The source row a change is, as every reader of it names it: table and order number
+     * (orders) or refund id (refunds), e.g. `public.orders order_no=A1`. The stream, a
+     * backfill and Kafka records of the same row give the same key, so a bad row is parked
+     * once. Undefined for a row without that key, and for visits.
+     */
+    rowKeyOf(change: SourceChange): string | undefined {
+      if (change.visit) return undefined;
+      const table = qualify(change.table);
+      const column = table === ordersTable ? config.orders.orderNo : table === refundsTable && config.refunds ? config.refunds.refundId : undefined;
+      if (column === undefined) return undefined;
+      const value = inexactKey(change.after ?? change.before ?? {}, column, table) ? undefined : text((change.after ?? change.before)?.[column]);
+      return value === undefined ? undefined : `${table} ${column}=${value}`;
+    },
     classify(change: SourceChange, lookup: OrderLookup): Classification {
       if (change.visit) return classifyVisit(change);
       const table = qualify(change.table);

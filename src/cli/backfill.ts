@@ -171,6 +171,23 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
     return t;
   }
 
+  const primaryKeys = new Map<string, string[]>();
+  /** The table's primary key columns (none without one). */
+  async function primaryKey(spec: TableSpec): Promise<string[]> {
+    const known = primaryKeys.get(spec.table);
+    if (known) return known;
+    const { rows } = await source.query<{ col: string }>(
+      `SELECT a.attname::text AS col FROM pg_index i
+         JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY k.n`,
+      [quoteTable(spec.table)],
+    );
+    const cols = rows.map((r) => r.col);
+    primaryKeys.set(spec.table, cols);
+    return cols;
+  }
+
   async function rowsByKey(spec: TableSpec, keys: string[]): Promise<Row[]> {
     if (keys.length === 0) return [];
     const t = await keyType(spec);
@@ -195,11 +212,14 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
     }
     const events = new Map<string, EventToStore>();
     const orders = new Map<string, Row>();
-    const bad: BadInput[] = [];
+    const bad: Array<BadInput & { rowKey?: string | undefined }> = [];
     const badKeys: Array<{ key: string | undefined; reason: string }> = [];
+    const pk = rows.some((r) => text(r[spec.key]) === undefined) ? await primaryKey(spec) : [];
     for (const row of rows) {
       const key = text(row[spec.key]);
-      const change: SourceChange = { table: spec.table, op: 'insert', after: row, before: null, position: `backfill:${key ?? ''}`, committedAt };
+      // A row without its key (a blank order number) is named by its primary key instead.
+      const position = `backfill:${key ?? (pk.length ? keyText(pk, row) : `${keyText([spec.key], row)}, no primary key`)}`;
+      const change: SourceChange = { table: spec.table, op: 'insert', after: row, before: null, position, committedAt };
       let result;
       try {
         // Orders: no ledger knowledge, so every event of the current status is emitted (and
@@ -210,7 +230,11 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
       }
       if (result.kind === 'bad') {
         badKeys.push({ key, reason: result.reason });
-        bad.push({ stream: spec.table, position: change.position, reason: result.reason, raw: JSON.stringify(change) });
+        // Keyed by the row, as the stream parks it: a row both read (or a restarted backfill
+        // reads again) is parked once. Without an order number / refund id, by table and
+        // primary key, which only a backfill names so.
+        const rowKey = classifier.rowKeyOf(change) ?? (key === undefined && pk.length ? `${spec.table} ${keyText(pk, row)}` : undefined);
+        bad.push({ stream: spec.table, position, reason: result.reason, raw: JSON.stringify(change), rowKey });
         continue;
       }
       if (result.kind === 'ignored') continue;
@@ -224,16 +248,9 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
     const client = await ledgerPool.connect();
     try {
       await client.query('BEGIN');
-      // Do not park the same pre-existing bad row twice (a restarted backfill reads it again).
-      let toPark = extra.parkBad === false ? [] : bad;
-      if (toPark.length) {
-        const { rows: seen } = await client.query<{ position: string }>(
-          `SELECT position FROM ${schema}.parked_inputs WHERE source = $1 AND stream = $2 AND resolved_at IS NULL AND position = ANY($3::text[])`,
-          [BACKFILL_SOURCE, spec.table, toPark.map((b) => b.position)],
-        );
-        const already = new Set(seen.map((r) => r.position));
-        toPark = toPark.filter((b) => !already.has(b.position));
-      }
+      // A row parked already and not resolved (by the stream, an earlier run) is parked once:
+      // the append's parked input is keyed by row.
+      const toPark = extra.parkBad === false ? [] : bad;
       // The ledger's append is one statement; run on this client it joins this transaction.
       const ledger = createLedger(client, schema);
       const stored = await ledger.append({
@@ -346,6 +363,12 @@ export async function backfill(config: Config, options: BackfillOptions): Promis
     await reader.close();
   }
   return result;
+}
+
+/** Columns and their values as PostgreSQL shows a key, e.g. `(id)=(17)` or `(order_no)=(" ")`. */
+function keyText(columns: string[], row: Row): string {
+  const value = (v: Row[string] | undefined) => (typeof v === 'string' && /^-?\d+$/.test(v) ? v : JSON.stringify(v ?? null));
+  return `(${columns.join(', ')})=(${columns.map((c) => value(row[c])).join(', ')})`;
 }
 
 /** The key as text the next page can compare against (cast back to the column's type). */

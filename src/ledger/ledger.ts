@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { BusinessEvent, Row } from '../core/events.js';
 import type { BadInput, Checkpoint } from '../core/source.js';
 import type { AttemptInfo } from '../core/sink.js';
+import { storableText } from '../core/trust.js';
 
 /** An event with the sinks that take it, ready to be stored. */
 export interface EventToStore {
@@ -15,7 +16,8 @@ export interface AppendInput {
   source: string;
   events: EventToStore[];
   orders: Array<{ orderNo: string; row: Row }>;
-  bad: BadInput[];
+  /** `rowKey`: the source row the input is (see `Classifier.rowKeyOf`); an unresolved row is parked once. */
+  bad: Array<BadInput & { rowKey?: string | undefined }>;
   checkpoints: Checkpoint[];
   /**
    * Room per sink to claim new deliveries right away (workers that are idle enough): up to
@@ -167,8 +169,18 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       ON CONFLICT (order_no) DO UPDATE SET row = EXCLUDED.row, updated_at = now()
       RETURNING 1
     ), pk AS (
-      INSERT INTO ${s}.parked_inputs (source, stream, position, reason, raw)
-      SELECT $1, p.stream, p.position, p.reason, p.raw FROM json_to_recordset($5::json) AS p(stream text, position text, reason text, raw text)
+      -- One unresolved row per source row (row_key): parked again, it gets the latest reason
+      -- and input. A batch's repeats of a row are one (the last): ON CONFLICT may not meet a
+      -- row twice in one statement. Input without a row_key is parked as it comes.
+      INSERT INTO ${s}.parked_inputs (source, stream, position, reason, raw, row_key)
+      SELECT $1, p.stream, p.position, p.reason, p.raw, p.row_key
+        FROM (SELECT DISTINCT ON (p.row_key, CASE WHEN p.row_key IS NULL THEN p.ord END) p.*
+                FROM ROWS FROM (json_to_recordset($5::json) AS (stream text, position text, reason text, raw text, "rowKey" text))
+                     WITH ORDINALITY AS p(stream, position, reason, raw, row_key, ord)
+               ORDER BY p.row_key, CASE WHEN p.row_key IS NULL THEN p.ord END, p.ord DESC) p
+       ORDER BY p.ord
+      ON CONFLICT (row_key) WHERE resolved_at IS NULL
+      DO UPDATE SET reason = EXCLUDED.reason, raw = EXCLUDED.raw, last_seen_at = now()
       RETURNING 1
     ), cp AS (
       INSERT INTO ${s}.checkpoints (source, stream, position)
@@ -288,7 +300,8 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       JSON.stringify(events),
       JSON.stringify(deliveries),
       JSON.stringify(orders),
-      JSON.stringify(input.bad),
+      // A reason may quote a row's value: a NUL in it would make PostgreSQL refuse the whole append.
+      JSON.stringify(input.bad.map((b) => ({ ...b, reason: storableText(b.reason) }))),
       JSON.stringify(input.checkpoints),
     ];
     const query = room.length ? named('append_leasing', appendLeasingSql, [...params, JSON.stringify(room)]) : named('append', appendSql, params);
@@ -371,8 +384,8 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         col((x) => x.status),
         col((x) => x.delayMs ?? null),
         col((x) => x.outcome),
-        col((x) => x.code ?? null),
-        col((x) => x.message ?? null),
+        col((x) => (x.code == null ? null : storableText(x.code))),
+        col((x) => (x.message == null ? null : storableText(x.message))),
         col((x) => (x.result === undefined ? null : JSON.stringify(x.result))),
         col((x) => x.info?.requestId ?? null),
         col((x) => x.info?.httpStatus ?? null),

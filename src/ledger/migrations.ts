@@ -99,6 +99,20 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'parked inputs keyed by row',
+    // A bad row was parked once by the stream and again by `backfill` (and by each run of
+    // it): row_key names the source row an input is (table and order number or refund id,
+    // which the stream and a backfill both know), and an unresolved row is parked once; a
+    // later parking of it updates its reason, raw input and last_seen_at. Input that names
+    // no row (no key, undecodable messages) has no row_key and is parked as it comes. Rows
+    // parked before this migration keep no key.
+    sql: (s) => `
+      ALTER TABLE ${s}.parked_inputs ADD COLUMN row_key text, ADD COLUMN last_seen_at timestamptz;
+      CREATE UNIQUE INDEX parked_inputs_row ON ${s}.parked_inputs (row_key) WHERE resolved_at IS NULL;
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

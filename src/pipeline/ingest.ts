@@ -104,7 +104,7 @@ export function createIngest(deps: IngestDeps) {
 
     const events = new Map<string, EventToStore>();
     const orders = new Map<string, Row>();
-    const bad: BadInput[] = [...batch.bad];
+    const bad: Array<BadInput & { rowKey?: string | undefined }> = [...batch.bad];
     const codes: Record<string, number> = {};
     const unmapped = new Map<string, { source: string; table: string; status: string; n: number }>();
     const lookup = (orderNo: string) => orders.get(orderNo) ?? known.get(orderNo);
@@ -120,7 +120,7 @@ export function createIngest(deps: IngestDeps) {
         result = { kind: 'bad' as const, reason: `cannot classify: ${err instanceof Error ? err.message : String(err)}` };
       }
       if (result.kind === 'bad') {
-        bad.push(park(change, result.reason));
+        bad.push(park(change, result.reason, classifier.rowKeyOf(change)));
         continue;
       }
       if (result.unmapped !== undefined) {
@@ -203,7 +203,12 @@ export function createIngest(deps: IngestDeps) {
 
 export type Ingest = ReturnType<typeof createIngest>;
 
-function park(change: SourceChange, reason: string): BadInput {
+/**
+ * A change that cannot become events, as parked input: where it came from (table and commit
+ * LSN, or a Kafka record's partition and offset) and, when it names a row, that row's key, so
+ * the row is parked once however often it is read (the stream again, a backfill).
+ */
+function park(change: SourceChange, reason: string, rowKey: string | undefined): BadInput & { rowKey?: string } {
   const where = change.parkAs ?? { stream: change.table, position: change.position };
-  return { ...where, reason, raw: JSON.stringify(change) };
+  return { ...where, reason, raw: JSON.stringify(change), ...(rowKey === undefined ? {} : { rowKey }) };
 }

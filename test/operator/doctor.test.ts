@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { doctor, renderChecks, type Check } from '../../src/cli/doctor.js';
 import { migrateLedger } from '../../src/app.js';
+import { LATEST_VERSION } from '../../src/ledger/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { createOrderTables } from '../helpers/pipeline.js';
 import { operatorConfig, startSims } from './helpers.js';
@@ -48,7 +49,7 @@ describe('order-relay doctor', () => {
     expect(c.get('publication')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/does not exist yet; run \(or backfill\) creates it/) });
     expect(c.get('replication slot')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/run creates it.*backfill/) });
     expect(c.get('max_slot_wal_keep_size')?.status).toMatch(/ok|warn/);
-    expect(c.get('ledger schema')).toMatchObject({ status: 'ok', detail: 'order_relay at version 1' });
+    expect(c.get('ledger schema')).toMatchObject({ status: 'ok', detail: `order_relay at version ${LATEST_VERSION}` });
     expect(c.get('credentials antchain')).toMatchObject({ status: 'ok' });
     expect(c.get('credentials zhima')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/well-formed/) });
     expect(c.get('endpoint antchain')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/answers \(HTTP \d+/) });

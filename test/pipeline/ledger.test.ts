@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
-import { migrate } from '../../src/ledger/migrations.js';
+import { MIGRATIONS, migrate } from '../../src/ledger/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 let db: TestDatabase;
@@ -45,9 +45,9 @@ describe('ledger checkpoints', () => {
     const clients = await Promise.all([db.pool.connect(), db.pool.connect()]);
     const applied = await Promise.all(clients.map((c) => migrate(c, 'l2')));
     clients.forEach((c) => c.release());
-    expect(applied.map((a) => a.length).sort()).toEqual([0, 1]);
-    const { rows } = await db.pool.query('SELECT version FROM l2.schema_migrations');
-    expect(rows).toEqual([{ version: 1 }]);
+    expect(applied.map((a) => a.length).sort()).toEqual([0, MIGRATIONS.length]);
+    const { rows } = await db.pool.query('SELECT version FROM l2.schema_migrations ORDER BY version');
+    expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version })));
   });
 });
 
