@@ -5,6 +5,7 @@ import { postgresSourceSchema } from '../../connectors/sources/postgres/config.j
 import { kafkaSourceSchema, unknownKafkaTables } from '../../connectors/sources/kafka/config.js';
 import { refundRuleProblems } from '../classify/classifier.js';
 import { TRADE_CODES } from '../core/events.js';
+import { secretRef } from './secrets.js';
 import { duration, identifier, tableName } from './units.js';
 
 const column = () => z.string().min(1).max(63);
@@ -79,6 +80,8 @@ export const configSchema = z.strictObject({
   admin: z
     .strictObject({
       listen: z.union([z.literal('off'), z.string().regex(/^[\w.:[\]-]+:\d+$/, 'expected host:port')]).default('127.0.0.1:9464'),
+      /** Enables the console's actions (replay, skip, refresh): the bearer token, or the console's login. Read-only without it. */
+      token: secretRef().optional(),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') }).prefault({}),
