@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Logger } from '../../../src/log.js';
 import type { Checkpoint, Source, SourceBatch, SourceHealth } from '../../../src/core/source.js';
 import type { PostgresSourceConfig } from './config.js';
-import { PublicationError, SlotInUseError, SlotMissingError, pgCode } from './errors.js';
+import { SlotInUseError, classifyReplicationError, isPermanent } from './errors.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { ReplicationSession, type StreamState } from './session.js';
 import { ensurePublicationAndSlot } from './setup.js';
@@ -21,8 +21,9 @@ export interface PostgresSourceDeps {
 /**
  * Postgres logical replication (pgoutput) as a Source. Reconnects with capped exponential
  * backoff after drops and server restarts; a slot held by another instance makes this one
- * a hot standby that keeps trying. Only a missing slot or publication it may not create,
- * and errors in the pipeline itself, end `run`.
+ * a hot standby that keeps trying. What no retry can fix ends `run` with the cause and the
+ * fix (see `classifyReplicationError`): wal_level, a privilege the role lacks, a publication
+ * it may not create, a slot of another plugin or database, a missing slot it may not create.
  */
 export function createPostgresSource(config: PostgresSourceConfig, deps: PostgresSourceDeps): Source & { readonly state: StreamState } {
   const id = deps.id ?? 'postgres';
@@ -112,9 +113,12 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
       log.error({ err: String(pipelineError), retryInMs: backoff }, 'storing a batch failed; re-reading from the last committed position');
       return;
     }
-    const failure = classify(err, config.slot);
-    if ((failure instanceof SlotMissingError && !config.create) || failure instanceof PublicationError) throw failure;
+    const failure = classifyReplicationError(err, config.slot, roleOf(deps.url));
     health.lastError = failure.message;
+    if (isPermanent(failure, config.create)) {
+      log.error({ err: failure.message }, 'stopping: retrying cannot fix this');
+      throw failure;
+    }
     if (failure instanceof SlotInUseError) log.warn({ err: failure.message }, 'standby: slot in use');
     else log.warn({ err: failure.message, retryInMs: backoff }, 'replication connection lost; reconnecting');
   }
@@ -134,10 +138,11 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
   };
 }
 
-function classify(err: unknown, slot: string): Error {
-  const code = pgCode(err);
-  const message = err instanceof Error ? err.message : String(err);
-  if (code === '55006') return new SlotInUseError(slot, message);
-  if (code === '42704' && /replication slot/.test(message)) return new SlotMissingError(slot, 'it was dropped while order-relay was running');
-  return err instanceof Error ? err : new Error(message);
+/** The role the source connects as, for the fixes an error names. */
+function roleOf(url: string): string | undefined {
+  try {
+    return decodeURIComponent(new URL(url).username) || undefined;
+  } catch {
+    return undefined;
+  }
 }
