@@ -69,11 +69,10 @@ export function createApp(config: Config, deps: AppDeps): App {
   // per statement: planning them per call cost as much as running them at a trickle. The
   // ledger re-analyzes its tables as they grow, which makes Postgres re-plan them. Every
   // other statement stays on `pool`, planned per call with its parameters.
-  const hotPool = new pg.Pool({ connectionString: ledgerUrl(config), max: 3, application_name: 'order-relay' });
+  // The setting goes in the startup packet: a SET sent on 'connect' raced the pool's first query
+  // (pg's "client is already executing a query" deprecation warning on every start).
+  const hotPool = new pg.Pool({ connectionString: ledgerUrl(config), max: 3, application_name: 'order-relay', options: '-c plan_cache_mode=force_generic_plan' });
   hotPool.on('error', (err) => logger.warn({ component: 'ledger', err: String(err) }, 'idle ledger connection failed'));
-  hotPool.on('connect', (client) => {
-    client.query('SET plan_cache_mode = force_generic_plan').catch(() => {});
-  });
   const ledger = createLedger(pool, config.ledger.schema, { attemptHistory: config.dispatcher.attemptHistory, prepared: hotPool });
   const sinks =
     deps.sinks ?? Object.entries(config.sinks).map(([name, sc]) => createSink(name, sc, { logger, ...(deps.env ? { env: deps.env } : {}) }));
@@ -154,6 +153,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     const all = new AbortController();
     const onAbort = () => all.abort();
     signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) all.abort(); // stopped during the migration: the listener above never fires
     try {
       await Promise.all(
         sources.map((s) =>

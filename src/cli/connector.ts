@@ -1,5 +1,6 @@
 import { createApp, type App } from '../app.js';
 import { startAdminServer, type AdminServer } from '../admin/server.js';
+import { configWarnings } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { createMetrics, mergeHooks, type AppHooks, type Metrics } from '../observe/metrics.js';
@@ -11,7 +12,10 @@ export interface RunningConnector {
   probe: LiveProbe;
   /** The admin listener, unless `admin.listen: off`. */
   admin?: AdminServer;
-  /** Resolves when the app has stopped (after `signal` aborts) and the listener is closed. */
+  /**
+   * Resolves when the app has stopped (after `signal` aborts) and the listener is closed. A
+   * signal that aborted before the app started resolves it without starting anything.
+   */
   done: Promise<void>;
 }
 
@@ -23,6 +27,7 @@ export async function startConnector(
   config: Config,
   deps: { logger: Logger; env?: NodeJS.ProcessEnv; signal: AbortSignal; hooks?: AppHooks; listen?: string; defaultMetrics?: boolean },
 ): Promise<RunningConnector> {
+  for (const warning of configWarnings(config)) deps.logger.warn({ component: 'config' }, warning);
   const metrics = createMetrics({ sinks: Object.keys(config.sinks), defaultMetrics: deps.defaultMetrics ?? true });
   // Bind the listener first: a port in use should stop start-up before anything connects.
   let probe: LiveProbe | undefined;
@@ -42,7 +47,10 @@ export async function startConnector(
   }
   probe = createProbe(config, app);
   metrics.attach(probe);
-  const done = app.run(deps.signal).finally(async () => {
+  // Stopped while the listener was being bound (a SIGTERM right after start): connect to
+  // nothing, write nothing, close what exists.
+  const run = deps.signal.aborted ? Promise.all(app.sinks.map((s) => s.close().catch(() => {}))).then(() => {}) : app.run(deps.signal);
+  const done = run.finally(async () => {
     await admin?.close();
     await probe?.close();
   });
