@@ -86,7 +86,10 @@ describe('docker-compose.yml', () => {
     expect(grants).toContain(`CREATE ROLE ${url.username} LOGIN REPLICATION`);
     expect(grants).toContain(`'${url.password}'`);
     expect(config.source?.publication).toBe('order_relay');
-    expect(grants).toContain('CREATE PUBLICATION order_relay FOR TABLE public.orders, public.refunds');
+    expect(grants).toContain("SELECT format('CREATE PUBLICATION order_relay FOR TABLE %s'");
+    // Its tables are the ones grants.sql takes when psql is given none.
+    expect(grants).toContain(`\\set orders_table ${config.orders.table}`);
+    expect(grants).toContain(`\\set refunds_table ${config.refunds!.table}`);
   });
 });
 
@@ -134,14 +137,22 @@ describe('config/production.yaml', () => {
 // config/grants.sql uses psql meta-commands; run it where psql exists (CI installs Debian's PostgreSQL).
 const psql = findPsql();
 let grantsDb: TestDatabase | undefined;
+// The role grants.sql creates is cluster-wide: every test of it is in this file, one after another.
+const grantsDbs: TestDatabase[] = [];
 afterAll(async () => {
-  if (!grantsDb) return;
-  await grantsDb.pool.query(`DROP PUBLICATION IF EXISTS order_relay; REASSIGN OWNED BY order_relay TO CURRENT_USER; DROP OWNED BY order_relay`).catch(() => {});
-  await grantsDb.drop();
+  if (grantsDb) grantsDbs.push(grantsDb);
+  if (!grantsDbs.length) return;
+  for (const d of grantsDbs) {
+    await d.pool.query(`DROP PUBLICATION IF EXISTS order_relay; REASSIGN OWNED BY order_relay TO CURRENT_USER; DROP OWNED BY order_relay`).catch(() => {});
+    await d.drop();
+  }
   const admin = await createTestDatabase('grants_cleanup');
   await admin.pool.query('DROP ROLE IF EXISTS order_relay').catch(() => {});
   await admin.drop();
 });
+
+const runGrants = (url: string, vars: Record<string, string>) =>
+  execFileSync(psql!, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', ...Object.entries(vars).flatMap(([k, v]) => ['-v', `${k}=${v}`]), '-d', url, '-f', join(REPO, 'config/grants.sql')], { stdio: 'pipe' });
 
 describe('config/grants.sql', () => {
   it.skipIf(!psql)('gives the connector role exactly what doctor checks for', async () => {
@@ -159,6 +170,40 @@ describe('config/grants.sql', () => {
       expect(checks.get(name)?.status, `${name}: ${checks.get(name)?.detail}`).toBe('ok');
     }
     expect(checks.get('ledger schema')).toMatchObject({ status: 'warn', detail: 'order_relay does not exist yet' });
+  });
+
+  it.skipIf(!psql)('takes the table names as psql variables, and adds what is missing when run again', async () => {
+    const db = await createTestDatabase('grants_named');
+    grantsDbs.push(db);
+    await db.pool.query(`CREATE SCHEMA sales;
+      CREATE TABLE sales.ticket_orders (id bigserial PRIMARY KEY, order_no text NOT NULL, status text);
+      CREATE TABLE sales.ticket_refunds (refund_id text PRIMARY KEY, order_no text NOT NULL);
+      CREATE TABLE sales.box_office (order_no text PRIMARY KEY, status text)`);
+    const granted = async () =>
+      (
+        await db.pool.query<{ publication: string[]; select: string[]; usage: boolean; replication: boolean }>(
+          `SELECT ARRAY(SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = 'order_relay' ORDER BY 1) AS publication,
+                  ARRAY(SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = 'sales' AND c.relkind = 'r' AND has_table_privilege('order_relay', c.oid, 'SELECT') ORDER BY 1) AS select,
+                  has_schema_privilege('order_relay', 'sales', 'USAGE') AS usage,
+                  (SELECT rolreplication FROM pg_roles WHERE rolname = 'order_relay') AS replication`,
+        )
+      ).rows[0]!;
+    runGrants(db.url, { orders_table: 'sales.ticket_orders', refunds_table: 'sales.ticket_refunds' });
+    expect(await granted()).toEqual({
+      publication: ['sales.ticket_orders', 'sales.ticket_refunds'],
+      select: ['sales.ticket_orders', 'sales.ticket_refunds'],
+      usage: true,
+      replication: true,
+    });
+    // Again, with another orders table and no refunds table (an empty value): it joins the publication.
+    runGrants(db.url, { orders_table: 'sales.box_office', refunds_table: '' });
+    expect(await granted()).toMatchObject({
+      publication: ['sales.box_office', 'sales.ticket_orders', 'sales.ticket_refunds'],
+      select: ['sales.box_office', 'sales.ticket_orders', 'sales.ticket_refunds'],
+    });
+    // A table that does not exist stops it with PostgreSQL's message, before anything is granted.
+    expect(() => runGrants(db.url, { orders_table: 'sales.nope' })).toThrow(/relation "sales.nope" does not exist/);
   });
 });
 
