@@ -324,9 +324,13 @@ program
   .command('keygen')
   .description('write throw-away simulator credentials (AntChain key/secret, two RSA-2048 pairs) into a directory, for docker-compose')
   .requiredOption('--out <dir>', 'directory to write to')
-  .action(async (opts: { out: string }) => {
-    const { writeDemoKeys } = await import('../demo/keys.js');
-    for (const f of writeDemoKeys(opts.out)) console.log(f);
+  .option('--force', 'replace an existing set (the simulators and the connector must then be given the new keys)')
+  .option('--keep-existing', 'leave a complete set already there as it is (exit 0); a partial one is still refused')
+  .action(async (opts: { out: string; force?: boolean; keepExisting?: boolean }) => {
+    const { writeKeySet } = await import('../demo/keys.js');
+    const { files, kept } = writeKeySet(opts.out, undefined, { ...(opts.force ? { force: true } : {}), ...(opts.keepExisting ? { keepExisting: true } : {}) });
+    if (kept) process.stderr.write(`order-relay keygen: a complete key set is in ${opts.out}; kept it\n`);
+    else for (const f of files) console.log(f);
   });
 
 program

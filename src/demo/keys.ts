@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -47,14 +47,40 @@ export const KEY_FILES = {
   gatewayPublicPem: 'gateway_public.pem',
 } as const satisfies Record<keyof DemoKeys, string>;
 
-export function writeDemoKeys(dir: string, keys: DemoKeys = generateDemoKeys()): string[] {
-  mkdirSync(dir, { recursive: true });
-  const written: string[] = [];
-  for (const [k, file] of Object.entries(KEY_FILES) as Array<[keyof DemoKeys, string]>) {
-    const path = join(dir, file);
-    // Readable by the container users that mount the volume; these are sandbox-only keys.
-    writeFileSync(path, `${keys[k]}${keys[k].endsWith('\n') ? '' : '\n'}`, { mode: 0o644 });
-    written.push(path);
+/** The files that must stay private to their owner: the private keys and the AntChain secret. */
+const SECRET: ReadonlySet<keyof DemoKeys> = new Set(['antchainAccessSecret', 'appPrivatePem', 'gatewayPrivatePem']);
+
+export class KeysExistError extends Error {
+  override readonly name = 'KeysExistError';
+}
+
+/**
+ * Writes a key set into `dir`. Existing files are never overwritten unless `force`: a second
+ * `keygen` would otherwise replace keys the simulators and the connector already use. With
+ * `keepExisting`, a complete set already there is kept (returned as `kept`); a partial one is
+ * still refused. Secrets are written 0600 (docker-compose's services all run as one user);
+ * public keys and the access key id 0644.
+ */
+export function writeDemoKeys(dir: string, keys?: DemoKeys, options: { force?: boolean; keepExisting?: boolean } = {}): string[] {
+  return writeKeySet(dir, keys, options).files;
+}
+
+export function writeKeySet(dir: string, keys?: DemoKeys, options: { force?: boolean; keepExisting?: boolean } = {}): { files: string[]; kept: boolean } {
+  const entries = (Object.entries(KEY_FILES) as Array<[keyof DemoKeys, string]>).map(([k, file]) => ({ k, path: join(dir, file) }));
+  const present = entries.filter((e) => existsSync(e.path));
+  if (present.length && !options.force) {
+    if (options.keepExisting && present.length === entries.length) return { files: entries.map((e) => e.path), kept: true };
+    throw new KeysExistError(
+      `${present[0]!.path} exists${present.length > 1 ? ` (and ${present.length - 1} more of the set)` : ''}: refusing to overwrite keys in use; --force replaces the whole set${options.keepExisting ? ' (the set there is incomplete, so it cannot be kept)' : ''}`,
+    );
   }
-  return written;
+  const set = keys ?? generateDemoKeys();
+  mkdirSync(dir, { recursive: true });
+  for (const { k, path } of entries) {
+    const mode = SECRET.has(k) ? 0o600 : 0o644;
+    // 'wx' unless forced: a file that appeared meanwhile is not overwritten either.
+    writeFileSync(path, `${set[k]}${set[k].endsWith('\n') ? '' : '\n'}`, { mode, flag: options.force ? 'w' : 'wx' });
+    chmodSync(path, mode); // an overwritten file keeps its old mode; the umask may narrow a new one
+  }
+  return { files: entries.map((e) => e.path), kept: false };
 }
