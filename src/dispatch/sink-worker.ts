@@ -4,6 +4,7 @@ import type { DeliveryOutcome, Sink } from '../core/sink.js';
 import type { ClaimedDelivery, Ledger, Settlement } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
 import { backoffMs, TokenBucket } from './backoff.js';
+import { FailureRun } from './outage.js';
 
 export interface SinkPolicy {
   concurrency: number;
@@ -29,6 +30,9 @@ export interface SinkState {
   sink: string;
   inflight: number;
   paused: boolean;
+  /** The failing outcome's code: bounded, so it may be a metric label (the text is not). */
+  pausedCode?: string;
+  /** Code and message, for `status`, readiness and the log. */
   pausedReason?: string;
   pausedSince?: string;
 }
@@ -60,6 +64,9 @@ export class SinkWorker {
   private readonly bucket: TokenBucket | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
+  private readonly claims: FailureRun;
+  private readonly settles: FailureRun;
+  private readonly releases: FailureRun;
 
   constructor(
     private readonly sink: Sink,
@@ -70,6 +77,9 @@ export class SinkWorker {
     private readonly hooks: DispatchHooks = {},
   ) {
     this.log = logger.child({ component: 'dispatcher', sink: sink.name });
+    this.claims = new FailureRun(this.log, 'claiming deliveries');
+    this.settles = new FailureRun(this.log, 'recording outcomes');
+    this.releases = new FailureRun(this.log, 'releasing unstarted claims');
     this.bucket = policy.rateLimit ? new TokenBucket(policy.rateLimit) : undefined;
     // Every in-flight attempt listens for shutdown: up to `concurrency` listeners, each removed.
     setMaxListeners(0, this.abort.signal);
@@ -129,7 +139,9 @@ export class SinkWorker {
       sink: this.sink.name,
       inflight: this.inflight,
       paused: this.paused !== null,
-      ...(this.paused ? { pausedReason: `${this.paused.code}: ${this.paused.message}`, pausedSince: this.paused.since.toISOString() } : {}),
+      ...(this.paused
+        ? { pausedCode: this.paused.code, pausedReason: `${this.paused.code}: ${this.paused.message}`, pausedSince: this.paused.since.toISOString() }
+        : {}),
     };
   }
 
@@ -195,6 +207,7 @@ export class SinkWorker {
     const wakes = this.wakes;
     try {
       const claimed = await this.ledger.claim(this.sink.name, want, this.leaseMs());
+      this.claims.succeeded();
       this.queue.push(...claimed);
       // Short, and nothing new was stored while the claim ran: wait for a wake-up. (Without
       // the check, a claim that raced an append swallowed its wake-up, and the new
@@ -202,7 +215,7 @@ export class SinkWorker {
       if (claimed.length < want && wakes === this.wakes) this.exhausted = true;
       return claimed.length > 0;
     } catch (err) {
-      this.log.warn({ err: String(err) }, 'claim failed; will retry');
+      this.claims.failed(err);
       this.exhausted = true;
       return false;
     }
@@ -214,9 +227,10 @@ export class SinkWorker {
     const released = this.queue.splice(0);
     try {
       await this.ledger.release(released);
+      this.releases.succeeded();
     } catch (err) {
       // Their leases run out by themselves; nothing is lost.
-      this.log.warn({ err: String(err), deliveries: released.length }, 'releasing claims failed; they return when their lease ends');
+      this.releases.failed(err, { deliveries: released.length, note: 'they return when their lease ends' });
     }
   }
 
@@ -275,7 +289,7 @@ export class SinkWorker {
       }
       this.paused = { code: outcome.code, message: outcome.message, since: this.paused?.since ?? new Date(), probeAt: Date.now() + backoff, backoff };
     } else if (this.paused && probe) {
-      this.log.error({ pausedSince: this.paused.since.toISOString() }, 'sink resumed');
+      this.log.info({ pausedSince: this.paused.since.toISOString(), code: this.paused.code }, 'sink resumed');
       this.paused = null;
       this.hooks.onPauseChange?.(this.sink.name, false);
     }
@@ -320,10 +334,11 @@ export class SinkWorker {
       const batch = this.settleQueue.splice(0, 1000);
       try {
         await this.ledger.settle(batch);
+        this.settles.succeeded();
       } catch (err) {
         // The ledger is unreachable: keep the outcomes and try again. If the process dies
         // first, the leases expire and the deliveries are retried under the same key.
-        this.log.warn({ err: String(err), outcomes: batch.length }, 'recording outcomes failed; retrying');
+        this.settles.failed(err, { outcomes: batch.length });
         this.settleQueue.unshift(...batch);
         await sleep(500);
         continue;
