@@ -155,8 +155,11 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
   gauge('order_relay_parked_inputs', 'Source input parked with a reason and not yet resolved.', [], (g, s) => {
     if (s.parkedInputs !== undefined) g.set(s.parkedInputs);
   });
-  gauge('order_relay_sink_paused', '1 while a sink is paused because the sink itself fails; its deliveries wait.', ['sink', 'reason'], (g, s) => {
-    for (const st of s.live.sinks) g.set({ sink: st.sink, reason: st.paused ? (st.pausedReason ?? '').slice(0, 120) : '' }, st.paused ? 1 : 0);
+  // The reason label is the failing outcome's code (ALIPAY_PUBLIC_KEY_MISMATCH, ACCESS_DENIED):
+  // a bounded set, where the message ("… 8 answers in a row …") made a new series per scrape.
+  // The message is in `status`, /readyz and the log.
+  gauge('order_relay_sink_paused', '1 while a sink is paused because the sink itself fails (reason: the failure\'s code); its deliveries wait.', ['sink', 'reason'], (g, s) => {
+    for (const st of s.live.sinks) g.set({ sink: st.sink, reason: st.paused ? pauseCode(st.pausedCode) : '' }, st.paused ? 1 : 0);
   });
   gauge('order_relay_sink_inflight', 'Attempts in flight per sink.', ['sink'], (g, s) => {
     for (const st of s.live.sinks) g.set({ sink: st.sink }, st.inflight);
@@ -213,6 +216,11 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
       probe = p;
     },
   };
+}
+
+/** A code as a label value: the characters codes are made of, at most 64 of them. */
+function pauseCode(code: string | undefined): string {
+  return (code ?? 'UNKNOWN').replace(/[^\w.:-]/g, '_').slice(0, 64) || 'UNKNOWN';
 }
 
 /** Calls every hook set in turn. */

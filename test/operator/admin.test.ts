@@ -115,7 +115,7 @@ describe('admin listener', () => {
     expect(sample(t, 'order_relay_parked', { sink: 'zhima' })).toBe(0);
     expect(sample(t, 'order_relay_oldest_pending_seconds', { sink: 'antchain' })).toBeGreaterThan(0);
     expect(sample(t, 'order_relay_sink_paused', { sink: 'antchain' })).toBe(1);
-    expect(t).toMatch(/^order_relay_sink_paused\{sink="antchain",reason="ACCESS_DENIED: [^"]*"\} 1$/m);
+    expect(t).toMatch(/^order_relay_sink_paused\{sink="antchain",reason="ACCESS_DENIED"\} 1$/m);
     expect(sample(t, 'order_relay_sink_paused', { sink: 'zhima' })).toBe(0);
     expect(sample(t, 'order_relay_sink_pauses_total', { sink: 'antchain' })).toBe(1);
     expect(sample(t, 'order_relay_source_connected', { source: 'postgres' })).toBe(1);
