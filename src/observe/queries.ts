@@ -7,7 +7,8 @@ import { HELD } from '../ledger/replay.js';
  * disagree about what "backlog" or "parked" means:
  *
  * - backlog: deliveries still `pending` (due now or waiting for a retry), in flight included;
- * - retrying: pending deliveries that have had at least one attempt;
+ * - retrying: pending deliveries whose last recorded attempt failed (a first attempt in
+ *   flight is no retry; a retry in flight still is);
  * - parked: deliveries `rejected` by the API (or unfit to send), waiting for `replay`/`--skip`;
  *   held: the parked ones held behind a skipped delivery of their order (last_code HELD);
  * - blocked: pending deliveries that wait behind a parked one of the same order (FIFO).
@@ -42,7 +43,7 @@ export async function sinkFigures(db: Queryable, schema: string, names: readonly
     `SELECT d.sink,
             count(*) FILTER (WHERE d.status = 'pending')::int AS backlog,
             count(*) FILTER (WHERE d.status = 'pending' AND d.next_attempt_at <= now())::int AS due,
-            count(*) FILTER (WHERE d.status = 'pending' AND d.attempts > 0)::int AS retrying,
+            count(*) FILTER (WHERE d.status = 'pending' AND d.last_code IS NOT NULL AND d.last_code <> '${HELD}')::int AS retrying,
             count(*) FILTER (WHERE d.status = 'rejected')::int AS parked,
             count(*) FILTER (WHERE d.status = 'rejected' AND d.last_code = '${HELD}')::int AS held,
             count(*) FILTER (WHERE d.status = 'pending' AND EXISTS (
