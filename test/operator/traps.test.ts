@@ -1,6 +1,6 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LATEST_VERSION } from '../../src/ledger/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { createOrderTables, REPO, testConfig } from '../helpers/pipeline.js';
+import { createOrderTables, deepMerge, REPO, testConfig } from '../helpers/pipeline.js';
 import { waitFor } from '../helpers/wait.js';
 import { operatorConfig, startSims } from './helpers.js';
 
@@ -200,6 +200,28 @@ describe('SIGTERM early in a start is a clean stop', () => {
 });
 
 describe('the command line', () => {
+  it('refuses a secret written into the config, saying what to write instead; allowInlineSecrets: true runs with a warning', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'order-relay-traps-'));
+    dirs.push(dir);
+    const inline = testConfig(db.url, sims, { ledger: { schema: 'inline_secret' }, sinks: { antchain: { accessSecret: sims.env.ANTCHAIN_ACCESS_SECRET } } });
+    const refused = join(dir, 'refused.yaml');
+    writeFileSync(refused, stringify(inline));
+    const r = start(['run', '-c', refused], sims.env);
+    expect(await exitWithin(r, 20_000, 'run with an inline secret')).toEqual({ code: 1, signal: null });
+    expect(r.stderr()).toBe(
+      `order-relay run: ${refused} is invalid: sinks.antchain.accessSecret: a secret written into the config file: reference it instead, as "\${ENV_VAR}", { env: NAME } or { file: /run/secrets/… } (or set allowInlineSecrets: true at the top level to accept it, with a warning)\n`,
+    );
+    const allowed = join(dir, 'allowed.yaml');
+    writeFileSync(allowed, stringify(deepMerge(inline, { allowInlineSecrets: true })));
+    const a = start(['run', '-c', allowed], sims.env);
+    await waitFor(() => logLines(a).some((l) => l.component === 'config'), 'the warning', 20_000);
+    a.kill('SIGTERM');
+    expect(await exitWithin(a, 20_000, 'run with allowInlineSecrets')).toEqual({ code: 0, signal: null });
+    expect(logLines(a).filter((l) => l.component === 'config').map((l) => [l.level, l.msg])).toEqual([
+      [40, `sinks.antchain.accessSecret: a secret written into ${allowed} (accepted: allowInlineSecrets is true); move it to an environment variable or a file`],
+    ]);
+  });
+
   it('--version prints the package version', async () => {
     const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
     for (const flag of ['--version', '-V']) {
