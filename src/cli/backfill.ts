@@ -10,6 +10,7 @@ import type { BadInput, SourceChange } from '../core/source.js';
 import { createLedger, type EventToStore } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
 import { createSink } from '../registry.js';
+import { bar, progressReporter } from './format.js';
 
 /**
  * Backfill: events for orders that existed before the replication slot.
@@ -299,6 +300,39 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
     async close() {
       if (ownSinks) await Promise.all(sinks.map((s) => s.close().catch(() => {})));
       await Promise.all([source.end(), ledgerPool.end()]);
+    },
+  };
+}
+
+/**
+ * The backfill's progress on stderr. On a terminal, one line redrawn in place (`\r`). To a file
+ * or a pipe (a log, CI, `2> backfill.log`), where `\r` redraws pile up into one unreadable
+ * line, a plain line at most every `intervalMs` (default 10 s), the last line of each table
+ * when the next one starts, and a final line.
+ */
+export function backfillProgress(stream: NodeJS.WritableStream & { isTTY?: boolean }, options: { intervalMs?: number; now?: () => number } = {}) {
+  const tty = stream.isTTY === true;
+  const every = options.intervalMs ?? 10_000;
+  const now = options.now ?? Date.now;
+  const redraw = progressReporter(stream, { intervalMs: 0 });
+  let lastAt = -Infinity;
+  let unwritten: { table: string; text: string } | undefined;
+  const write = (text: string) => {
+    stream.write(`${text}\n`);
+    lastAt = now();
+    unwritten = undefined;
+  };
+  return {
+    update(p: BackfillProgress): void {
+      const text = `${p.table.padEnd(16)} ${bar(p.done, p.total)} ${p.done}/${p.total} rows, ${p.events} new events`;
+      if (tty) return redraw.update(text);
+      if (unwritten && unwritten.table !== p.table) write(unwritten.text);
+      if (now() - lastAt >= every) write(text);
+      else unwritten = { table: p.table, text };
+    },
+    done(): void {
+      if (tty) redraw.done();
+      else if (unwritten) write(unwritten.text);
     },
   };
 }

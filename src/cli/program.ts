@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { packageRoot } from '../core/root.js';
 import { EVENT_CODES } from '../core/events.js';
 import { createLogger, type Logger } from '../log.js';
-import { bar, clip, progressReporter, table } from './format.js';
+import { clip, table } from './format.js';
 import type { DeliveryFilter } from './replay.js';
 
 /**
@@ -193,15 +193,15 @@ instance delivers the new events. Interrupt it at any time (Ctrl-C) and run it a
       if (count > 1) process.exit(130);
       controller.abort();
     });
-    const progress = progressReporter(process.stderr);
-    const { backfill } = await import('./backfill.js');
+    const { backfill, backfillProgress } = await import('./backfill.js');
+    const progress = backfillProgress(process.stderr);
     const result = await backfill(config, {
       logger: cliLogger(config),
       batchSize: opts.batchSize,
       ...(opts.restart ? { restart: true } : {}),
       signal: controller.signal,
       onProgress: (p) => {
-        if (!opts.json) progress.update(`${p.table.padEnd(16)} ${bar(p.done, p.total)} ${p.done}/${p.total} rows, ${p.events} new events`);
+        if (!opts.json) progress.update(p);
       },
     });
     progress.done();
