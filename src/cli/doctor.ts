@@ -1,9 +1,14 @@
+import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { clientConfig } from '../../connectors/sources/kafka/index.js';
+import { rootCertSn } from '../../connectors/sinks/zhima/cert.js';
+import { parsePrivateKey, parsePublicKey } from '../../connectors/sinks/zhima/keys.js';
+import { APP_AUTH_TOKEN_MAX, SIGN_MAX } from '../../connectors/sinks/zhima/material.js';
 import { configuredTables, ledgerUrl, sourceUrl } from '../app.js';
 import { qualify } from '../classify/classifier.js';
-import type { Config } from '../config/schema.js';
+import type { Config, SinkConfig } from '../config/schema.js';
+import { resolveSecret, type SecretRef } from '../config/secrets.js';
 import { LATEST_VERSION, schemaVersion } from '../ledger/migrations.js';
 import { silentLogger } from '../log.js';
 import { createSink } from '../registry.js';
@@ -308,16 +313,22 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
   // ---- sinks: credentials, keys, endpoints ------------------------------------------------
   const logger = silentLogger();
   for (const [name, sc] of Object.entries(config.sinks)) {
-    try {
-      const sink = createSink(name, sc, { logger, env });
-      await sink.close();
-      add({
-        name: `credentials ${name}`,
-        status: 'ok',
-        detail: sc.kind === 'antchain' ? 'access key and secret present' : `app private key and ${sc.certMode ? 'certificates' : 'Alipay public key'} readable and well-formed`,
-      });
-    } catch (err) {
-      add({ name: `credentials ${name}`, status: 'fail', detail: msg(err), fix: 'set the environment variable or mount the file the config names (sinks.' + name + ')' });
+    // Every problem of the sink's secrets, each with its own fix; then the sink itself, which
+    // checks whatever else it needs at start.
+    const problems = credentialProblems(name, sc, env);
+    for (const p of problems) add({ name: `credentials ${name}`, status: 'fail', ...p });
+    if (!problems.length) {
+      try {
+        const sink = createSink(name, sc, { logger, env });
+        await sink.close();
+        add({
+          name: `credentials ${name}`,
+          status: 'ok',
+          detail: sc.kind === 'antchain' ? 'access key and secret present' : `app private key and ${sc.certMode ? 'certificates' : 'Alipay public key'} readable and well-formed`,
+        });
+      } catch (err) {
+        add({ name: `credentials ${name}`, status: 'fail', detail: msg(err), fix: `check what sinks.${name} names against the message` });
+      }
     }
     if (options.offline) continue;
     const started = Date.now();
@@ -353,6 +364,155 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
     );
   }
   return checks;
+}
+
+interface Problem {
+  detail: string;
+  fix: string;
+}
+
+/**
+ * Reads a secret, or says why it cannot be read and what to do about that particular cause:
+ * an unset variable is set, a missing file is mounted at the path named, an unreadable one
+ * made readable.
+ */
+function readSecret(ref: SecretRef, path: string, what: string, env: NodeJS.ProcessEnv): { text: string } | { problem: Problem } {
+  try {
+    return { text: resolveSecret(ref, path, env) };
+  } catch (err) {
+    const detail = msg(err);
+    if (typeof ref === 'object' && 'env' in ref) return { problem: { detail, fix: `set the environment variable ${ref.env} to ${what}` } };
+    if (typeof ref === 'object' && 'file' in ref) {
+      const code = /: (E[A-Z]+)$/.exec(detail)?.[1];
+      const fix =
+        code === 'ENOENT' ? `put ${what} in ${ref.file} (mount the secret at that path), or correct ${path}.file`
+        : code === 'EACCES' ? `make ${ref.file} readable by the user order-relay runs as`
+        : code === 'EISDIR' ? `${ref.file} is a directory: name the file in it in ${path}.file`
+        : /is empty$/.test(detail) ? `write ${what} into ${ref.file}`
+        : `check ${ref.file}`;
+      return { problem: { detail, fix } };
+    }
+    return { problem: { detail, fix: `give ${path} ${what}` } };
+  }
+}
+
+function keyProblem(err: unknown, path: string, kind: 'private' | 'public', what: string): Problem {
+  const detail = msg(err);
+  if (/expected a public key, got a private key/.test(detail)) {
+    return { detail, fix: `${path} takes ${what}, a public key; the app's private key belongs in ${path.slice(0, path.lastIndexOf('.'))}.privateKey` };
+  }
+  if (/expected an RSA key/.test(detail)) return { detail, fix: `Alipay signs RSA2 (SHA256withRSA): use ${what}, an RSA-2048 key` };
+  return {
+    detail,
+    fix:
+      kind === 'private'
+        ? `${path} must hold ${what} whole, as the key tool wrote it: PEM (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY----- … END) or its bare base64 body, without added spaces, quotes or cut lines`
+        : `${path} must hold ${what} whole, as the console shows it: PEM (-----BEGIN PUBLIC KEY----- … END) or its bare base64 body, without added spaces, quotes or cut lines`,
+  };
+}
+
+function firstCertificate(text: string, path: string): X509Certificate | Problem {
+  const block = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(text)?.[0];
+  try {
+    if (block) return new X509Certificate(block);
+  } catch {
+    // reported below
+  }
+  return { detail: `${path}: not a PEM certificate`, fix: `${path} must hold the certificate file the Alipay console issued (-----BEGIN CERTIFICATE----- … END), whole` };
+}
+
+const spki = (key: KeyObject) => key.export({ type: 'spki', format: 'der' });
+
+/** Every problem with a sink's credentials and keys, each with the fix for that problem. */
+export function credentialProblems(name: string, sc: SinkConfig, env: NodeJS.ProcessEnv): Problem[] {
+  const problems: Problem[] = [];
+  const path = `sinks.${name}`;
+  const read = (ref: SecretRef, field: string, what: string): string | undefined => {
+    const r = readSecret(ref, `${path}.${field}`, what, env);
+    if ('problem' in r) problems.push(r.problem);
+    return 'text' in r ? r.text : undefined;
+  };
+  if (sc.kind === 'antchain') {
+    read(sc.accessKey, 'accessKey', 'the AntChain access key (AccessKey ID)');
+    read(sc.accessSecret, 'accessSecret', 'the AntChain access secret');
+    return problems;
+  }
+  let privateKey: KeyObject | undefined;
+  const privateText = read(sc.privateKey, 'privateKey', 'the app private key');
+  if (privateText !== undefined) {
+    if (/-----BEGIN (RSA )?PUBLIC KEY-----/.test(privateText)) {
+      problems.push({ detail: `${path}.privateKey: holds a public key, not the app private key`, fix: `${path}.privateKey takes the app private key you generated; its public half is what you upload to the Alipay console` });
+    } else {
+      try {
+        privateKey = parsePrivateKey(privateText, `${path}.privateKey`);
+        const bits = privateKey.asymmetricKeyDetails?.modulusLength;
+        const length = bits === undefined ? undefined : 4 * Math.ceil(Math.ceil(bits / 8) / 3);
+        if (length !== undefined && length > SIGN_MAX) {
+          problems.push({
+            detail: `${path}.privateKey: a ${bits}-bit key makes ${length}-character signatures; sign is limited to ${SIGN_MAX} (an RSA-2048 key)`,
+            fix: 'generate an RSA-2048 app key pair and upload its public key to the Alipay console',
+          });
+        }
+      } catch (err) {
+        problems.push(keyProblem(err, `${path}.privateKey`, 'private', 'the app private key'));
+      }
+    }
+  }
+  if (sc.appAuthToken) {
+    const token = read(sc.appAuthToken, 'appAuthToken', 'the app_auth_token the merchant granted');
+    if (token !== undefined && token.length > APP_AUTH_TOKEN_MAX) {
+      problems.push({ detail: `${path}.appAuthToken: is ${token.length} characters; the limit is ${APP_AUTH_TOKEN_MAX}`, fix: `${path}.appAuthToken takes the app_auth_token itself (the value Alipay returned when the merchant authorised the app), nothing around it` });
+    }
+  }
+  if (sc.certMode) {
+    const certPath = `${path}.certMode`;
+    const appText = read(sc.certMode.appCert, 'certMode.appCert', 'the app public-key certificate (appCertPublicKey_….crt)');
+    const rootText = read(sc.certMode.alipayRootCert, 'certMode.alipayRootCert', 'the Alipay root certificate (alipayRootCert.crt)');
+    const alipayText = read(sc.certMode.alipayCert, 'certMode.alipayCert', 'the Alipay public-key certificate (alipayCertPublicKey_RSA2.crt)');
+    if (appText !== undefined) {
+      const cert = firstCertificate(appText, `${certPath}.appCert`);
+      if (!(cert instanceof X509Certificate)) problems.push(cert);
+      else if (privateKey && !spki(cert.publicKey).equals(spki(createPublicKey(privateKey)))) {
+        problems.push({
+          detail: `${certPath}.appCert: certifies a different key than ${path}.privateKey, so the gateway would refuse every signature`,
+          fix: `use the app certificate issued for this private key, or the private key the certificate was issued for (the key pair whose public key you submitted for it)`,
+        });
+      }
+    }
+    if (rootText !== undefined) {
+      try {
+        rootCertSn(rootText, `${certPath}.alipayRootCert`);
+      } catch (err) {
+        problems.push({ detail: msg(err), fix: `${certPath}.alipayRootCert must hold alipayRootCert.crt as downloaded from the Alipay console, whole` });
+      }
+    }
+    if (alipayText !== undefined) {
+      const cert = firstCertificate(alipayText, `${certPath}.alipayCert`);
+      if (!(cert instanceof X509Certificate)) problems.push(cert);
+      else if (cert.publicKey.asymmetricKeyType !== 'rsa') {
+        problems.push({ detail: `${certPath}.alipayCert: certifies a ${cert.publicKey.asymmetricKeyType ?? 'non-RSA'} key, not an RSA one`, fix: `${certPath}.alipayCert takes alipayCertPublicKey_RSA2.crt` });
+      }
+    }
+    return problems;
+  }
+  if (sc.alipayPublicKey) {
+    const text = read(sc.alipayPublicKey, 'alipayPublicKey', 'the Alipay public key');
+    if (text !== undefined) {
+      try {
+        const alipay = parsePublicKey(text, `${path}.alipayPublicKey`);
+        // The usual mix-up: the app's own public key (uploaded to Alipay) where Alipay's belongs.
+        if (privateKey && spki(alipay).equals(spki(createPublicKey(privateKey)))) {
+          problems.push({
+            detail: `${path}.alipayPublicKey: is the public half of ${path}.privateKey (your app public key), not the Alipay public key, so no answer of the gateway would verify`,
+            fix: `use the Alipay public key the console shows for the app (支付宝公钥, beside the app public key you uploaded)`,
+          });
+        }
+      } catch (err) {
+        problems.push(keyProblem(err, `${path}.alipayPublicKey`, 'public', 'the Alipay public key (支付宝公钥) the console shows for the app'));
+      }
+    }
+  }
+  return problems;
 }
 
 /** How many rows the status comparison reads, and how many distinct values it reports. */
