@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectStatus, renderStatus } from '../../src/cli/status.js';
 import type { Config } from '../../src/config/schema.js';
+import { LATEST_VERSION } from '../../src/ledger/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { createOrderTables } from '../helpers/pipeline.js';
 import { operatorConfig, seedLedger, startSims } from './helpers.js';
@@ -49,7 +50,7 @@ describe('order-relay status', () => {
       'public.orders order X1: status column "status" is missing or empty',
       'public.orders: order number column "order_no" is missing or empty',
     ]);
-    expect(r.ledger).toEqual({ schema: 'order_relay', version: 1, latest: 1 });
+    expect(r.ledger).toEqual({ schema: 'order_relay', version: LATEST_VERSION, latest: LATEST_VERSION });
     expect(r.live).toEqual({ url: null, reachable: false });
   });
 
