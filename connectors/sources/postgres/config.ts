@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { backoffShape } from '../../../src/config/sink-common.js';
 import { duration, durationOrOff, identifier, size } from '../../../src/config/units.js';
 
 export const postgresSourceSchema = z.strictObject({
@@ -16,9 +17,7 @@ export const postgresSourceSchema = z.strictObject({
   heartbeat: durationOrOff().default(30_000),
   /** Send a standby status update at least this often. */
   statusInterval: duration().default(10_000),
-  reconnect: z
-    .strictObject({ initialBackoff: duration().default(500), maxBackoff: duration().default(30_000) })
-    .prefault({}),
+  reconnect: backoffShape(500, 30_000),
   /** Changes per ledger transaction; a larger source transaction is fed in slices of this size. */
   maxBatchChanges: z.number().int().min(1).max(100_000).default(500),
   /** Bytes of decoded changes buffered before the socket is paused. */
