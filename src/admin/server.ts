@@ -1,8 +1,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { LiveProbe } from '../observe/probe.js';
+import { createConsole, type Console } from './console/console.js';
 
 /**
  * The operator's HTTP listener (config `admin.listen`, 127.0.0.1:9464 by default):
@@ -11,10 +13,13 @@ import type { LiveProbe } from '../observe/probe.js';
  * - `GET /readyz`   200 when the ledger answers, every source streams and no sink is paused;
  *                   503 with the failing checks otherwise (JSON, one line per check);
  * - `GET /metrics`  Prometheus text format;
- * - `GET /status`   the live state `order-relay status` merges with the ledger's figures.
+ * - `GET /status`   the live state `order-relay status` merges with the ledger's figures;
+ * - `GET /`          the operator console (src/admin/console), when the listener is given the config.
  *
- * Nothing here changes state, and nothing here needs a secret: bind it to loopback or a
- * private interface, never to the internet.
+ * Only the console's actions change state (POST, and only with `admin.token` set: see
+ * console.ts); everything else is read-only and answers GET and HEAD alone. Bind it to
+ * loopback or a private interface, never to the internet; bound elsewhere without a token it
+ * says so in the log.
  */
 export interface AdminServer {
   url: string;
@@ -28,13 +33,40 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] ?? m[2]!, port: Number(m[3]) };
 }
 
-export async function startAdminServer(options: { listen: string; registry: Registry; probe: LiveProbe; logger: Logger }): Promise<AdminServer> {
+export interface AdminOptions {
+  listen: string;
+  registry: Registry;
+  probe: LiveProbe;
+  logger: Logger;
+  /** The running config: serves the console on `/` (actions with `admin.token`). Without it, no console. */
+  config?: Config;
+  env?: NodeJS.ProcessEnv;
+  /** Console timings (tests make them short). */
+  console?: { sampleIntervalMs?: number; refreshMs?: number };
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+export async function startAdminServer(options: AdminOptions): Promise<AdminServer> {
   const { host, port } = parseListen(options.listen);
   const log = options.logger.child({ component: 'admin' });
+  const ui: Console | undefined = options.config
+    ? createConsole({ config: options.config, ...(options.env ? { env: options.env } : {}), registry: options.registry, probe: options.probe, logger: options.logger, ...options.console })
+    : undefined;
+  if (!LOOPBACK.test(host) && !ui?.actions) {
+    log.warn(
+      { listen: options.listen },
+      'admin listener bound beyond loopback without admin.token: anyone who reaches it reads the console, /status and /metrics (actions stay off); bind it to 127.0.0.1 or a private interface, or set admin.token',
+    );
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    const posts = req.method === 'POST' && ui?.posts.has(path);
+    if (req.method !== 'GET' && req.method !== 'HEAD' && !posts) {
+      return send(res, 405, 'text/plain', 'method not allowed\n', { allow: ui?.posts.has(path) ? 'GET, HEAD, POST' : 'GET, HEAD' });
+    }
     switch (path) {
       case '/healthz':
         return send(res, 200, 'text/plain', 'ok\n');
@@ -47,7 +79,8 @@ export async function startAdminServer(options: { listen: string; registry: Regi
       case '/status':
         return send(res, 200, 'application/json', `${JSON.stringify(options.probe.live())}\n`);
       default:
-        return send(res, 404, 'text/plain', 'not found: try /healthz, /readyz, /metrics, /status\n');
+        if (ui && (await ui.handle(req, res, url))) return;
+        return send(res, 404, 'text/plain', `not found: try ${ui ? '/ (the console), ' : ''}/healthz, /readyz, /metrics, /status\n`);
     }
   }
 
@@ -60,22 +93,27 @@ export async function startAdminServer(options: { listen: string; registry: Regi
   });
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (err: Error) => {
+      void ui?.close();
+      reject(err);
+    };
+    server.once('error', failed);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${shownHost}:${addr.port}`;
-  log.info({ url }, 'admin listener up: /healthz /readyz /metrics /status');
+  log.info({ url, console: ui ? (ui.actions ? 'actions on' : 'read-only') : 'off' }, `admin listener up: ${ui ? '/ (console) ' : ''}/healthz /readyz /metrics /status`);
   return {
     url,
     port: addr.port,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await ui?.close();
     },
   };
 }
