@@ -62,7 +62,15 @@ beforeAll(async () => {
   await waitFor(() => connector.probe.live().sources.every((s) => s.connected), 'the connector to stream');
   for (let i = 1; i <= 4; i++) await order(`CG${i}`, `1380013800${i}`, `208800000000000${i}`);
   await order('CB1', '12345', '2088000000000009');
+  // AntChain answers 503 for a while: CB2's delivery there gets an attempt history with request ids.
+  sims.antchain.setFaults({ http5xxRate: 1 });
   await order('CB2', '13800138002', '2O88-not-an-id');
+  await waitFor(async () => (await db.pool.query(
+    `SELECT count(*)::int AS n FROM order_relay.attempts a JOIN order_relay.deliveries d ON d.id = a.delivery_id WHERE d.sink = 'antchain' AND d.event_id = $1 AND a.request_id IS NOT NULL`,
+    [BAD_USER],
+  )).rows[0].n >= 2, 'two failed attempts of CB2 at antchain');
+  sims.antchain.setFaults({ http5xxRate: 0 });
+  await waitFor(async () => (await delivery('antchain', BAD_USER))?.status === 'delivered', 'CB2 delivered at antchain');
   await waitFor(async () => (await delivery('antchain', BAD_PHONE))?.status === 'rejected', 'CB1 parked at antchain');
   await waitFor(async () => (await delivery('zhima', BAD_USER))?.status === 'rejected', 'CB2 parked at zhima');
   await waitFor(async () => (await delivery('zhima', id('CG4', 'TRADE_SUCCESS')))?.status === 'delivered', 'CG4 delivered');
@@ -141,20 +149,31 @@ describe('the operator console', () => {
 
     await page.click(`#parked tr[data-event="${BAD_USER}"] a`);
     await page.waitForURL(/\/delivery\?/);
-    const { rows: attempts } = await db.pool.query<{ request_id: string; http_status: number }>(
-      `SELECT a.request_id, a.http_status FROM order_relay.attempts a JOIN order_relay.deliveries d ON d.id = a.delivery_id WHERE d.sink = 'zhima' AND d.event_id = $1`,
-      [BAD_USER],
-    );
-    expect(attempts.length).toBeGreaterThan(0);
-    const history = await page.locator('#attempts').textContent();
-    for (const a of attempts) {
-      if (a.request_id) expect(history).toContain(a.request_id);
-    }
+    expect(await page.locator('#attempts tbody tr').count()).toBe(1);
     const fields = (await page.locator('#fields').textContent())!;
     expect(fields).toContain('"buyer_phone": "138****8002"');
     expect(fields).toContain('"alipay_user_id": "2O88…n-id"');
     expect(await page.content()).not.toContain('13800138002');
     await shot(page, 'delivery');
+
+    // The same event at antchain: delivered after 503s, each attempt with the request id to quote to support.
+    await page.goto(`${acting.url}/delivery?sink=antchain&event=${BAD_USER}`);
+    const { rows: attempts } = await db.pool.query<{ request_id: string | null; http_status: number | null }>(
+      `SELECT a.request_id, a.http_status FROM order_relay.attempts a JOIN order_relay.deliveries d ON d.id = a.delivery_id WHERE d.sink = 'antchain' AND d.event_id = $1 ORDER BY a.attempt DESC`,
+      [BAD_USER],
+    );
+    expect(attempts.length).toBeGreaterThanOrEqual(3);
+    const history = page.locator('#attempts tbody tr');
+    expect(await history.count()).toBe(attempts.length);
+    for (const [i, a] of attempts.entries()) {
+      expect(a.request_id).toMatch(/\S/);
+      const text = (await history.nth(i).textContent())!;
+      expect(text).toContain(a.request_id!);
+      expect(text).toContain(String(a.http_status ?? '-'));
+    }
+    expect(await history.last().textContent()).toContain('503');
+    expect(await page.locator('#status').textContent()).toBe('delivered');
+    await shot(page, 'attempts');
 
     const inputs = await open(acting.url, '/inputs?q=CX1');
     expect(await inputs.locator('#inputs tbody tr').count()).toBe(1);

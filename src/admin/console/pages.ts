@@ -214,7 +214,7 @@ h1{font-size:20px}h2{font-size:16px;margin-top:22px}
 table.grid{border-collapse:collapse;background:#fff;width:100%}table.grid th,table.grid td{border-bottom:1px solid #e3e6ec;padding:5px 8px;text-align:left;vertical-align:top}
 table.grid th{background:#eef1f5;font-weight:600;font-size:12px}table.inner td,table.inner th{padding:1px 6px;font-size:12px}
 table.kv th{text-align:left;padding:3px 12px 3px 0;color:#6b7486;font-weight:500}
-td.num{white-space:nowrap}code{font:12px ui-monospace,monospace}pre{background:#fff;border:1px solid #e3e6ec;padding:10px;overflow:auto;font-size:12px}
+pre#report{white-space:pre-wrap}td.num{white-space:nowrap}code{font:12px ui-monospace,monospace}pre{background:#fff;border:1px solid #e3e6ec;padding:10px;overflow:auto;font-size:12px}
 .ok{color:#137333;font-weight:600}.bad{color:#c5221f;font-weight:700}.muted{color:#6b7486}.reason{font-size:12px;color:#c5221f}
 .error{color:#c5221f}.note{background:#fff8e1;border:1px solid #f0d98c;padding:8px 12px}
 svg.spark{vertical-align:middle}svg.spark polyline{fill:none;stroke:#3b78e7;stroke-width:1.5}svg.spark line.none{stroke:#d0d5dd}
