@@ -34,7 +34,7 @@ export async function startConnector(
   const listen = deps.listen ?? config.admin.listen;
   let admin: AdminServer | undefined;
   try {
-    if (listen !== 'off') admin = await startAdminServer({ listen, registry: metrics.registry, probe: deferred(() => probe), logger: deps.logger });
+    if (listen !== 'off') admin = await startAdminServer({ listen, registry: metrics.registry, probe: deferred(() => probe), logger: deps.logger, config, ...(deps.env ? { env: deps.env } : {}) });
   } catch (err) {
     throw new Error(`admin listener on ${listen}: ${err instanceof Error ? err.message : String(err)} (set admin.listen to another host:port, or off)`);
   }

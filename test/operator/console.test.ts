@@ -100,7 +100,8 @@ async function open(base: string, path: string): Promise<Page> {
   return page;
 }
 
-const shot = (page: Page, name: string) => page.screenshot({ path: join(DOCS, `console-${name}.png`), fullPage: true });
+// The README's screenshots are rewritten only when asked (CONSOLE_SCREENSHOTS=1); otherwise taken to a buffer, which still renders the page.
+const shot = (page: Page, name: string) => page.screenshot({ ...(process.env.CONSOLE_SCREENSHOTS === '1' ? { path: join(DOCS, `console-${name}.png`) } : {}), fullPage: true });
 
 async function login(page: Page): Promise<void> {
   await page.goto(`${acting.url}/login`);
