@@ -94,7 +94,9 @@ async function adjacentCommits(prefix: string, size: number, src: { slot: string
 
 const scenarios = [
   { name: 'part of the second transaction stored', size: 1200, maxBatchChanges: 250, hangAt: 3, bStoredAtKill: (n: number) => n > 0 && n < 1200 },
-  { name: 'none of the second transaction stored', size: 300, maxBatchChanges: 1, hangAt: 2, bStoredAtKill: (n: number) => n === 0 },
+  // Batches of one change: the kill comes before the second transaction's first slice or, on
+  // a loaded machine, right after it (seen once in CI: 1 of 300 stored).
+  { name: 'none (or one slice) of the second transaction stored', size: 300, maxBatchChanges: 1, hangAt: 2, bStoredAtKill: (n: number) => n <= 1 },
 ];
 
 describe('adjacent commit records: the slot is acknowledged exactly at the ledger checkpoint', () => {
