@@ -187,7 +187,12 @@ class Load {
     for (let i = 0; i < size; i++) this.orders.push({ no: `X${first + i}`, state: 'done', refunds: 0, invalidUser: false });
     this.bulks++;
     const run = (async () => {
-      const c = await this.pool.connect();
+      // Postgres may be restarting: a failed connect is a failed operation like any other.
+      const c = await this.pool.connect().catch(() => null);
+      if (!c) {
+        this.errors++;
+        return;
+      }
       try {
         await c.query('BEGIN');
         for (const p of params) await c.query(INSERT_ORDER, p);
@@ -196,7 +201,7 @@ class Load {
         await c.query('ROLLBACK').catch(() => {});
         this.errors++;
       } finally {
-        c.release();
+        c.release(true);
       }
     })();
     this.inFlight.add(run);
