@@ -317,15 +317,23 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         ({ rows } = await hot.query<Row>(query));
       } else {
         const client = await hot.connect();
+        // pg-pool drops its error listener from a checked-out client: a connection terminated
+        // between two of these statements (a Postgres restart) would be an uncaught 'error'
+        // event and kill the process. The failed statement rejects; the client is discarded.
+        let broken: Error | undefined;
+        const onError = (err: Error) => (broken = err);
+        client.on('error', onError);
         try {
           await client.query(`BEGIN; ${lock}`);
           ({ rows } = await client.query<Row>(query));
           await client.query('COMMIT');
         } catch (err) {
+          broken ??= err instanceof Error ? err : new Error(String(err));
           await client.query('ROLLBACK').catch(() => {});
           throw err;
         } finally {
-          client.release();
+          client.removeListener('error', onError);
+          client.release(broken);
         }
       }
       const r = rows[0]!;
