@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { BusinessEvent } from '../../core/events.js';
 import { HELD } from '../../ledger/replay.js';
+import type { ParkedInput } from '../../observe/queries.js';
 
 /**
  * The console's questions of the ledger that `src/observe/queries.ts` does not ask: parked
@@ -112,14 +113,8 @@ export async function deliveryDetail(db: Queryable, schema: string, sink: string
   };
 }
 
-export interface ParkedInputRow {
-  id: string;
-  source: string;
-  stream: string;
-  position: string;
-  reason: string;
-  at: string;
-}
+/** A parked input as `status` shows it. */
+export type ParkedInputRow = ParkedInput;
 
 /** Unresolved parked inputs; `text` matches the reason or the stream (an order number appears in the reason). */
 export async function parkedInputList(db: Queryable, schema: string, f: { text?: string }, limit = LIST_LIMIT): Promise<{ rows: ParkedInputRow[]; total: number }> {
