@@ -359,6 +359,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await sims.antchain.setFaults({ hangRate: 1 });
     await sims.zhima.setFaults({ hangRate: 1 });
     const ledgerPool = new pg.Pool({ connectionString: ingestUrl, max: 2 });
+    ledgerPool.on('error', () => {}); // an idle client ended by the server (a phase's clean-up) must not end the run
     let rc = startConnector(sims, ingestUrl, 'relay_slot', 'ledger_ingest', opts, sinkOverrides(opts.concurrency));
     const ingestRc = rc;
     let endCpu = account('ingest', () => ingestRc.proc.pid);
@@ -428,6 +429,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const expected = mixEvents('E', M);
     const byId = new Map(expected.map((e) => [e.id, e]));
     const e2ePool = new pg.Pool({ connectionString: e2eUrl, max: 2 });
+    e2ePool.on('error', () => {}); // an idle client ended by the server (a phase's clean-up) must not end the run
 
     const e2ePhase = async (name: string, slot: string, schema: string, concurrency: number) => {
       await sims!.antchain.reset();
@@ -517,6 +519,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     );
     const offered = opts.rate * (opts.latencySeconds + opts.warmupSeconds);
     const loadPool = new pg.Pool({ connectionString: e2eUrl, max: 8 });
+    loadPool.on('error', () => {}); // an idle client ended by the server (a phase's clean-up) must not end the run
     log(`latency: offering ${opts.rate} events/s for ${opts.warmupSeconds} s of warm-up and ${opts.latencySeconds} s measured (one PAID order per transaction)`);
     const latRc = rc;
     const endCpu = account('latency', () => latRc.proc.pid);
@@ -641,6 +644,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       await sims.antchain.setFaults({ hangRate: 1 });
       await sims.zhima.setFaults({ hangRate: 1 });
       const bPool = new pg.Pool({ connectionString: bUrl, max: 2 });
+    bPool.on('error', () => {}); // an idle client ended by the server (a phase's clean-up) must not end the run
       const brc = startConnector(sims, bUrl, 'relay_bl', 'ledger_bl', opts, sinkOverrides(opts.concurrency));
       const bDone = await until(
         async () => (await ledgerExists(bPool, 'ledger_bl')) && (await bPool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ledger_bl.events`)).rows[0]!.n >= B,

@@ -21,6 +21,9 @@ function recordingLedger(schema: string) {
       captured.push(typeof sql === 'string' ? { sql, params } : { sql: sql.text, params: sql.values ?? [] });
       return { rows: [{ inserted: 0, deliveries: {}, leased: [], n: 0 }], rowCount: 0 };
     },
+    // A client, to the ledger: the append's order locks and the append itself are two
+    // statements on it (the caller's transaction), both captured.
+    release: () => {},
   };
   const ledger = createLedger(fake as unknown as pg.Pool, schema);
   return { ledger, captured };
@@ -75,7 +78,7 @@ export async function explainLedger(url: string, schema: string, options: { batc
       )
     ).rows;
     await ledger.settle(ids.map((d) => ({ eventId: d.event_id, sink: options.sink, deliveryId: d.id, attempt: d.attempts, status: 'delivered' as const, outcome: 'delivered', info: { durationMs: 3, requestId: 'x', httpStatus: 200 } })));
-    const labels = [`append (${events.length} events, ${events.length * 2} deliveries)`, `claim (${options.sink}, limit 64)`, `settle (${ids.length} outcomes)`];
+    const labels = [`order locks (${events.length} orders)`, `append (${events.length} events, ${events.length * 2} deliveries)`, `claim (${options.sink}, limit 64)`, `settle (${ids.length} outcomes)`];
     const plans: Plan[] = [];
     for (const [i, c] of captured.entries()) plans.push(await explain(client, labels[i] ?? `statement ${i}`, c));
     return plans;
