@@ -3,6 +3,7 @@ import { createPostgresSource, decodeTuple } from '../connectors/sources/postgre
 import { createKafkaSource } from '../connectors/sources/kafka/index.js';
 import { createClassifier, qualify } from './classify/classifier.js';
 import type { Config } from './config/schema.js';
+import { ConfigError } from './config/load.js';
 import type { Row } from './core/events.js';
 import type { Sink } from './core/sink.js';
 import type { Source } from './core/source.js';
@@ -54,7 +55,15 @@ export async function migrateLedger(config: Config): Promise<number[]> {
   const client = new pg.Client({ connectionString: ledgerUrl(config), application_name: 'order-relay-migrate' });
   await client.connect();
   try {
-    return await migrate(client, config.ledger.schema);
+    const applied = await migrate(client, config.ledger.schema, { shards: config.ledger.shards });
+    const { rows } = await client.query<{ value: string }>(`SELECT value FROM ${config.ledger.schema}.settings WHERE key = 'shards'`);
+    const stored = Number(rows[0]?.value);
+    if (stored !== config.ledger.shards) {
+      throw new ConfigError(
+        `ledger.shards is ${config.ledger.shards} in the config, but the ledger ${config.ledger.schema} was made with ${stored}: the shard count is fixed once the ledger exists; set ledger.shards: ${stored}`,
+      );
+    }
+    return applied;
   } finally {
     await client.end();
   }
@@ -95,7 +104,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     sourcePool.on('error', () => {});
     pools.push(sourcePool);
     const fetchOrders = (orderNos: string[]) => fetchOrderRows(sourcePool, qualify(config.orders.table), config.orders.orderNo, orderNos);
-    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, fetchOrders, room: () => dispatcher.room() }) });
+    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, fetchOrders, handOver: () => dispatcher.handOverSinks() }) });
   }
   if (config.kafka) {
     const source = createKafkaSource(config.kafka, {
@@ -103,7 +112,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       loadCheckpoints: () => ledger.loadCheckpoints('kafka'),
       ...(deps.env ? { env: deps.env } : {}),
     });
-    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, room: () => dispatcher.room() }) });
+    sources.push({ source, ingest: createIngest({ sourceId: source.id, ledger, classifier, sinks, handOver: () => dispatcher.handOverSinks() }) });
   }
 
   async function runSource({ source, ingest }: SourceRunner, signal: AbortSignal): Promise<void> {
@@ -115,12 +124,8 @@ export function createApp(config: Config, deps: AppDeps): App {
         if (batch.changes.length > 0) failpoint(batch.checkpoints.length ? 'ingest.after-commit' : 'ingest.after-slice');
         // Only now, with the batch committed, may the source hear about its position.
         source.acknowledge(batch.checkpoints);
-        // Deliveries stored already claimed go straight to their workers; a sink with new
-        // deliveries beyond those looks in the ledger.
-        dispatcher.offer(result.claimed);
-        const handed = new Map<string, number>();
-        for (const c of result.claimed) handed.set(c.sink, (handed.get(c.sink) ?? 0) + 1);
-        dispatcher.wake(Object.entries(result.deliveries).filter(([sink, n]) => n > (handed.get(sink) ?? 0)).map(([sink]) => sink));
+        // New events go straight to the workers that can take them; the others read the log.
+        dispatcher.offer(result.appended, result.handOver);
         deps.hooks?.onIngested?.(result);
       },
       checkpoints,

@@ -54,7 +54,14 @@ export const configSchema = z.strictObject({
       /** A separate database for the ledger; default: the source database. */
       url: z.string().min(1).optional(),
       poolSize: z.number().int().min(2).max(100).default(10),
+      /** Shards of the sinks' cursors (hash of the order key mod this); fixed when the ledger is made. */
+      shards: z.number().int().min(1).max(4096).default(16),
+      /** Settled history (event payloads, outcomes, finished delivery rows, order rows) is dropped after this. */
+      retention: duration().default(30 * 86_400_000),
+      /** Event ids (what drops a repeat of an old event) are kept this long; at least `retention`. */
+      idRetention: duration().default(400 * 86_400_000),
     })
+    .refine((l) => l.idRetention >= l.retention, { message: 'ledger.idRetention must be at least ledger.retention: an event id must outlive its payload, or a repeat of the event would be sent again', path: ['idRetention'] })
     .prefault({}),
   /** Postgres logical replication of the order tables. */
   source: postgresSourceSchema.optional(),
@@ -75,6 +82,12 @@ export const configSchema = z.strictObject({
       attemptHistory: z.number().int().min(1).max(1000).default(20),
       /** Grace period to finish in-flight attempts on shutdown. */
       drainTimeout: duration().default(30_000),
+      /** Events a sink holds past its cursor (in flight, waiting behind their order, settled but not yet written): bounds memory and what a crash re-sends. */
+      window: z.number().int().min(16).max(100_000).default(4096),
+      /** Settled events are written (outcomes and cursors, one statement) at most this long after they settle. */
+      flushInterval: duration().default(50),
+      /** Retries of an event kept in memory (each due within 2 s) before it becomes a retrying delivery row. */
+      quickRetries: z.number().int().min(0).max(10).default(2),
     })
     .prefault({}),
   admin: z

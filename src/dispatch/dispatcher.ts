@@ -1,5 +1,5 @@
 import type { Sink } from '../core/sink.js';
-import type { ClaimedDelivery, Ledger } from '../ledger/ledger.js';
+import type { AppendResult, Ledger } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
 import { SinkWorker, type DispatchHooks, type SinkPolicy, type SinkState, type WorkerOptions } from './sink-worker.js';
 
@@ -27,19 +27,14 @@ export function createDispatcher(deps: {
       if (!sinks) for (const w of workers.values()) w.wake();
       else for (const name of sinks) workers.get(name)?.wake();
     },
-    /** Per sink, how many new deliveries could be stored already claimed (see SinkWorker.room). */
-    room(): Array<{ sink: string; n: number; leaseMs: number }> {
-      return [...workers.entries()].map(([sink, w]) => ({ sink, n: w.room(), leaseMs: w.leaseMs() }));
+    /** Sinks whose workers take new events straight from the append now (see SinkWorker.offer). */
+    handOverSinks(): string[] {
+      return [...workers.entries()].filter(([, w]) => w.takesHandOver()).map(([sink]) => sink);
     },
-    /** Hands deliveries stored already claimed to their workers. */
-    offer(claimed: readonly ClaimedDelivery[]): void {
-      const bySink = new Map<string, ClaimedDelivery[]>();
-      for (const c of claimed) {
-        const list = bySink.get(c.sink);
-        if (list) list.push(c);
-        else bySink.set(c.sink, [c]);
-      }
-      for (const [sink, list] of bySink) workers.get(sink)?.offer(list);
+    /** New events from an append, for every worker: taken, or read from the log. */
+    offer(appended: AppendResult['appended'], checked: readonly string[]): void {
+      if (appended.entries.length === 0) return;
+      for (const w of workers.values()) w.offer(appended, checked);
     },
     state(): SinkState[] {
       return [...workers.values()].map((w) => w.state());

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { failpoint } from '../core/failpoints.js';
-import type { DeliveryOutcome, Sink } from '../core/sink.js';
-import type { ClaimedDelivery, Ledger, Settlement } from '../ledger/ledger.js';
+import type { AttemptInfo, DeliveryOutcome, Sink } from '../core/sink.js';
+import type { AppendResult, ClaimedDelivery, Ledger, LogEntry, LogFlush, Settlement } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
 import { backoffMs, TokenBucket } from './backoff.js';
 import { FailureRun } from './outage.js';
@@ -18,6 +18,16 @@ export interface WorkerOptions {
   pollInterval: number;
   /** Lease = sink timeout + this. A crashed worker's claims come back after the lease. */
   leaseMargin: number;
+  /**
+   * Events a sink holds between its cursor and what it has read (in flight, waiting behind
+   * their order, settled but not yet passed by the cursor): bounds memory and what a crash
+   * sends again.
+   */
+  window: number;
+  /** How long settled events wait before their outcomes and the cursor are written (group commit). */
+  flushInterval: number;
+  /** Retries of an event kept in memory (due within QUICK_RETRY_MAX_MS) before it becomes a retrying delivery row. */
+  quickRetries: number;
 }
 
 export interface DispatchHooks {
@@ -35,16 +45,43 @@ export interface SinkState {
   /** Code and message, for `status`, readiness and the log. */
   pausedReason?: string;
   pausedSince?: string;
+  /** Events held between the cursor and what has been read (see WorkerOptions.window). */
+  window: number;
+  /** Settled events whose outcome is not yet written (a crash sends them again). */
+  unflushed: number;
 }
 
 const PROBE_INITIAL_MS = 1_000;
 const PROBE_MAX_MS = 60_000;
+/** A retry due later than this becomes a delivery row at once instead of waiting in memory. */
+const QUICK_RETRY_MAX_MS = 2_000;
+const READ_BATCH = 512;
+
+/** One event of the log, held by the worker from when it is read until its cursor passes it. */
+interface Slot {
+  entry: LogEntry;
+  /** Attempts made. */
+  attempt: number;
+  state: 'queued' | 'waiting' | 'inflight' | 'retry' | 'done';
+  final?: Final;
+  history: Array<{ attempt: number; outcome: string; info?: AttemptInfo | undefined; code?: string | undefined; message?: string | undefined }>;
+}
+
+type Final =
+  | { kind: 'outcome'; outcome: DeliveryOutcome; status: 'delivered' | 'not_applicable'; result?: Record<string, unknown> | undefined; info?: AttemptInfo | undefined }
+  | { kind: 'exception'; outcome: DeliveryOutcome | null; status: 'pending' | 'rejected'; delayMs: number; code?: string | undefined; message?: string | undefined };
+
+type Work = { kind: 'log'; slot: Slot } | { kind: 'claim'; delivery: ClaimedDelivery };
 
 /**
- * Delivers one sink's pending deliveries: claims due ones (FIFO per order is enforced by
- * the claim query), runs up to `concurrency` attempts, and records outcomes in batches.
- * A `sink_failure` pauses the sink: its deliveries stay pending, one probe goes out with
- * growing backoff, and the first answer that is not a sink failure resumes it.
+ * Delivers one sink's events. The hot path reads the log forward from the sink's cursors,
+ * keeps FIFO per order in memory (only the head of an order is in flight), and moves the
+ * cursors over the settled prefix of each shard, writing the outcomes, any new exceptions and
+ * the cursors in one statement (`flushLog`). An event that cannot be settled quickly (a retry
+ * past the quick ones, a rejection) becomes a row of its own, and so do the later events of
+ * its order, so the cursor moves on while they wait; those rows are claimed, FIFO per order,
+ * and settled as rows. A `sink_failure` pauses the sink: nothing is settled, one probe goes
+ * out with growing backoff, and the first answer that is not a sink failure resumes it.
  */
 export class SinkWorker {
   private running = false;
@@ -52,14 +89,7 @@ export class SinkWorker {
   private inflight = 0;
   private wakeup: (() => void) | null = null;
   private wakePending = false;
-  private readonly settleQueue: Settlement[] = [];
-  private settling: Promise<void> | null = null;
-  private settleDeadline = Number.POSITIVE_INFINITY;
-  private readonly pending = new Map<string, { delivery: ClaimedDelivery; outcome: DeliveryOutcome }>();
-  private readonly queue: ClaimedDelivery[] = [];
-  private exhausted = false;
-  /** Counts wake-ups, so a claim that started before one cannot mark the ledger exhausted after it. */
-  private wakes = 0;
+  private readonly queue: Work[] = [];
   private paused: { code: string; message: string; since: Date; probeAt: number; backoff: number } | null = null;
   private readonly bucket: TokenBucket | undefined;
   private readonly abort = new AbortController();
@@ -67,6 +97,43 @@ export class SinkWorker {
   private readonly claims: FailureRun;
   private readonly settles: FailureRun;
   private readonly releases: FailureRun;
+  private readonly reads: FailureRun;
+  private readonly flushes: FailureRun;
+
+  // Exceptions: claimed rows, settled as rows.
+  private readonly settleQueue: Settlement[] = [];
+  private settling: Promise<void> | null = null;
+  private settleDeadline = Number.POSITIVE_INFINITY;
+  private readonly pending = new Map<string, { delivery: ClaimedDelivery; outcome: DeliveryOutcome }>();
+  private exhausted = false;
+  /** Counts wake-ups, so a read or claim that started before one cannot mark the ledger exhausted after it. */
+  private wakes = 0;
+
+  // The log.
+  private ready = false;
+  /** Persisted cursor per shard. */
+  private cursors: number[] = [];
+  /** Every event up to here is held, settled, or not for this sink. */
+  private readPos = 0;
+  private logExhausted = false;
+  /** Held slots per shard in seq order; the cursor of a shard may pass what precedes its first unsettled one. */
+  private shardQueues: Slot[][] = [];
+  private held = 0;
+  /** Unsettled slots per order, in seq order: the head may be in flight, the rest wait. */
+  private readonly orders = new Map<string, Slot[]>();
+  /**
+   * Orders this worker made exceptions for: Infinity while some of those rows are not yet
+   * written, then the flush generation that wrote the last of them. A read that started at
+   * or after that generation sees the rows itself (its `blocked`), so the mark goes.
+   */
+  private readonly localBlocks = new Map<string, number>();
+  private readonly unwritten = new Map<string, number>();
+  private flushGen = 0;
+  private readonly toFlush: Slot[] = [];
+  private flushing: Promise<void> | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private lastBlockPrune = 0;
+  private closed = false;
 
   constructor(
     private readonly sink: Sink,
@@ -80,6 +147,8 @@ export class SinkWorker {
     this.claims = new FailureRun(this.log, 'claiming deliveries');
     this.settles = new FailureRun(this.log, 'recording outcomes');
     this.releases = new FailureRun(this.log, 'releasing unstarted claims');
+    this.reads = new FailureRun(this.log, 'reading the event log');
+    this.flushes = new FailureRun(this.log, 'recording outcomes and the cursor');
     this.bucket = policy.rateLimit ? new TokenBucket(policy.rateLimit) : undefined;
     // Every in-flight attempt listens for shutdown: up to `concurrency` listeners, each removed.
     setMaxListeners(0, this.abort.signal);
@@ -91,44 +160,42 @@ export class SinkWorker {
     this.loopDone = this.loop();
   }
 
-  /** New deliveries may exist (ingest stored some): claim again. */
+  /** New events or deliveries may exist (ingest stored some): look again. */
   wake(): void {
     this.wakes++;
     this.exhausted = false;
+    this.logExhausted = false;
     this.kick();
   }
 
+  /** Whether new events may be handed over straight from the append (`offer`). */
+  takesHandOver(): boolean {
+    return this.running && this.ready && !this.paused && this.held < this.options.window;
+  }
+
   /**
-   * How many deliveries this worker could start or queue now: new deliveries up to this
-   * many are stored already claimed and handed over (`offer`) instead of claimed later.
+   * New events straight from the append. Taken only when nothing can be missing before them
+   * (every event up to `after` has been read) and the append looked up their open deliveries
+   * for this sink (`checked`); otherwise the worker reads them from the log.
    */
-  room(): number {
-    if (!this.running || this.paused) return 0;
-    return Math.max(0, this.prefetchRoom());
+  offer(appended: AppendResult['appended'], checked: readonly string[]): void {
+    const mine = appended.entries.length > 0 && appended.entries.some((e) => e.sinks.includes(this.sink.name));
+    if (!this.running || !this.ready || !checked.includes(this.sink.name) || appended.after > this.readPos || this.held + appended.entries.length > this.options.window) {
+      if (mine) this.wake();
+      return;
+    }
+    for (const e of appended.entries) {
+      if (e.seq <= this.readPos) continue;
+      this.readPos = e.seq;
+      if (e.sinks.includes(this.sink.name)) this.admit(e, e.blocked.has(this.sink.name), -1);
+    }
+    this.kick();
   }
 
-  /** Up to twice `concurrency` deliveries started or queued: how many more that allows. */
-  private prefetchRoom(): number {
-    return 2 * this.policy.concurrency - this.inflight - this.queue.length;
-  }
-
-  /** The lease a claim of this worker holds: the attempt timeout and a margin. */
   leaseMs(): number {
     return this.policy.timeout + this.options.leaseMargin;
   }
 
-  /** Deliveries claimed for this worker when they were stored (see `room`). */
-  offer(claimed: ClaimedDelivery[]): void {
-    if (claimed.length === 0) return;
-    if (!this.running) {
-      void this.ledger.release(claimed).catch(() => {}); // their leases would run out anyway
-      return;
-    }
-    this.queue.push(...claimed);
-    this.kick();
-  }
-
-  /** Re-run the loop (an attempt finished: start the next queued one). */
   private kick(): void {
     this.wakePending = true;
     this.wakeup?.();
@@ -139,13 +206,15 @@ export class SinkWorker {
       sink: this.sink.name,
       inflight: this.inflight,
       paused: this.paused !== null,
+      window: this.held,
+      unflushed: this.toFlush.length,
       ...(this.paused
         ? { pausedCode: this.paused.code, pausedReason: `${this.paused.code}: ${this.paused.message}`, pausedSince: this.paused.since.toISOString() }
         : {}),
     };
   }
 
-  /** Stops claiming, lets in-flight attempts finish for up to `drainMs`, then abandons the rest (retried later). */
+  /** Stops reading, lets in-flight attempts finish for up to `drainMs`, writes what settled, then abandons the rest (sent again later). */
   async stop(drainMs: number): Promise<void> {
     this.running = false;
     this.wake();
@@ -160,14 +229,25 @@ export class SinkWorker {
     this.settleDeadline = Date.now() + Math.max(drainMs, 1_000);
     await this.settling;
     await this.flushSettles();
+    this.closed = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    await this.flushing;
+    if (this.ready) await this.flushLog(true);
   }
 
-  /**
-   * Keeps up to `concurrency` attempts in flight and about as many claimed deliveries queued
-   * behind them, so a finished attempt is replaced at once instead of after a round trip.
-   * Queued claims hold a lease; they are released when the sink pauses or the worker stops.
-   */
   private async loop(): Promise<void> {
+    while (this.running && !this.ready) {
+      try {
+        this.cursors = await this.ledger.cursors(this.sink.name);
+        this.shardQueues = this.cursors.map(() => []);
+        this.readPos = Math.min(...this.cursors);
+        this.ready = true;
+        this.reads.succeeded();
+      } catch (err) {
+        this.reads.failed(err);
+        await this.idle(1_000);
+      }
+    }
     while (this.running) {
       const probing = this.paused !== null;
       if (probing && Date.now() < this.paused!.probeAt) {
@@ -184,34 +264,242 @@ export class SinkWorker {
         started = true;
         if (probing) break;
       }
-      if (await this.refill(probing)) continue;
+      if ((await this.readMore()) || (await this.refill(probing))) continue;
       if (!started) {
         const timedOut = await this.idle(this.options.pollInterval);
         // Retries come due with time, not with a wake-up: look again after every poll interval.
-        if (timedOut) this.exhausted = false;
+        if (timedOut) {
+          this.exhausted = false;
+          this.logExhausted = false;
+          await this.pruneLocalBlocks();
+        }
       }
     }
     await this.release();
   }
 
+  // ---- the log ----
+
+  /** Reads the log forward while the window has room; true when it found events. */
+  private async readMore(): Promise<boolean> {
+    if (this.logExhausted || this.held >= this.options.window) return false;
+    // Queued work enough for now: read when it runs low (keeps the window for what matters).
+    if (this.queue.length >= this.policy.concurrency) return false;
+    const limit = Math.min(READ_BATCH, this.options.window - this.held);
+    const wakes = this.wakes;
+    const gen = this.flushGen;
+    const from = this.readPos;
+    let got;
+    try {
+      got = await this.ledger.readLog(this.sink.name, from, limit);
+      this.reads.succeeded();
+    } catch (err) {
+      this.reads.failed(err);
+      this.logExhausted = true;
+      return false;
+    }
+    let admitted = 0;
+    for (const e of got.entries) {
+      if (e.seq <= this.readPos) continue; // handed over meanwhile
+      this.readPos = e.seq;
+      if (this.admit(e, e.blocked.has(this.sink.name), gen)) admitted++;
+    }
+    if (got.entries.length < limit) {
+      this.readPos = Math.max(this.readPos, got.horizon);
+      if (wakes === this.wakes) this.logExhausted = true;
+    }
+    this.scheduleFlush();
+    return admitted > 0;
+  }
+
+  /** Takes an event into the window; false when its shard's cursor has passed it already. */
+  private admit(entry: LogEntry, blockedInLedger: boolean, readGen: number): boolean {
+    if (entry.seq <= this.cursors[entry.shard]!) return false;
+    const slot: Slot = { entry, attempt: 0, state: 'waiting', history: [] };
+    this.shardQueues[entry.shard]!.push(slot);
+    this.held++;
+    if (this.locallyBlocked(entry.orderKey, readGen, blockedInLedger) || blockedInLedger) {
+      // Its order has an open delivery row: this event waits behind it, as a row too.
+      this.toException([slot], null, 'pending', 0);
+      return true;
+    }
+    const line = this.orders.get(entry.orderKey);
+    if (line) line.push(slot);
+    else {
+      this.orders.set(entry.orderKey, [slot]);
+      this.enqueue(slot);
+    }
+    return true;
+  }
+
+  private locallyBlocked(orderKey: string, readGen: number, blockedInLedger: boolean): boolean {
+    const gen = this.localBlocks.get(orderKey);
+    if (gen === undefined) return false;
+    if (gen !== Number.POSITIVE_INFINITY && readGen >= gen && !blockedInLedger) {
+      this.localBlocks.delete(orderKey);
+      return false;
+    }
+    return true;
+  }
+
+  private enqueue(slot: Slot): void {
+    slot.state = 'queued';
+    this.queue.push({ kind: 'log', slot });
+  }
+
+  /** A slot settled for good (delivered, not applicable): the next of its order may go. */
+  private settleSlot(slot: Slot, final: Extract<Final, { kind: 'outcome' }>): void {
+    slot.final = final;
+    slot.state = 'done';
+    const line = this.orders.get(slot.entry.orderKey)!;
+    line.shift();
+    if (line.length === 0) this.orders.delete(slot.entry.orderKey);
+    else if (this.localBlocks.has(slot.entry.orderKey)) this.toException(line.splice(0), null, 'pending', 0);
+    else this.enqueue(line[0]!);
+    this.advance(slot.entry.shard);
+  }
+
   /**
-   * Claims more when the queue runs low. After a claim that came back short, the ledger has
-   * nothing more due: wait for new deliveries (a wake-up from ingest) or the poll timer
-   * instead of asking again after every finished attempt.
+   * Slots that become delivery rows: the first with this status and outcome, the rest of the
+   * list (later events of its order) as rows waiting behind it, and so does every later event
+   * of the order while any of them is open.
+   */
+  private toException(slots: Slot[], outcome: DeliveryOutcome | null, status: 'pending' | 'rejected', delayMs: number, code?: string, message?: string): void {
+    const order = slots[0]!.entry.orderKey;
+    const line = this.orders.get(order);
+    if (line) {
+      const rest = line.filter((x) => !slots.includes(x) && x.state !== 'inflight');
+      this.orders.delete(order);
+      slots = [...slots, ...rest];
+    }
+    slots.forEach((slot, i) => {
+      slot.state = 'done';
+      slot.final = i === 0 ? { kind: 'exception', outcome, status, delayMs, code, message } : { kind: 'exception', outcome: null, status: 'pending', delayMs: 0 };
+    });
+    this.localBlocks.set(order, Number.POSITIVE_INFINITY);
+    this.unwritten.set(order, (this.unwritten.get(order) ?? 0) + slots.length);
+    for (const shard of new Set(slots.map((x) => x.entry.shard))) this.advance(shard);
+  }
+
+  /** Moves the settled slots at the front of a shard's queue to the next flush. */
+  private advance(shard: number): void {
+    const q = this.shardQueues[shard]!;
+    let n = 0;
+    while (n < q.length && q[n]!.state === 'done') n++;
+    if (n === 0) return;
+    for (const slot of q.splice(0, n)) this.toFlush.push(slot);
+    this.held -= n;
+    this.scheduleFlush();
+  }
+
+  /** Where each shard's cursor may go now: before its first held slot, or up to what has been read. */
+  private cursorTargets(): Array<{ shard: number; seq: number }> {
+    const out: Array<{ shard: number; seq: number }> = [];
+    this.shardQueues.forEach((q, shard) => {
+      const target = Math.max(this.cursors[shard]!, q.length ? q[0]!.entry.seq - 1 : this.readPos);
+      if (target > this.cursors[shard]!) out.push({ shard, seq: target });
+    });
+    return out;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer || this.flushing || !this.ready || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      this.flushing = this.flushLog(false).finally(() => {
+        this.flushing = null;
+        if (this.toFlush.length > 0 || this.cursorTargets().length > 0) this.scheduleFlush();
+      });
+    }, this.options.flushInterval);
+  }
+
+  /**
+   * Writes settled slots and the cursors that pass them, in one statement. On failure they
+   * are kept and written with the next flush; a crash before that sends them again (same key).
+   */
+  private async flushLog(final: boolean): Promise<void> {
+    for (;;) {
+      const cursors = this.cursorTargets();
+      if (this.toFlush.length === 0 && cursors.length === 0) return;
+      const batch = this.toFlush.splice(0);
+      const flush: LogFlush = { sink: this.sink.name, outcomes: [], exceptions: [], attempts: [], cursors };
+      for (const slot of batch) {
+        const f = slot.final!;
+        if (f.kind === 'outcome') {
+          flush.outcomes.push({ seq: slot.entry.seq, status: f.status, attempts: slot.attempt, info: f.info, result: f.result });
+        } else {
+          flush.exceptions.push({ entry: slot.entry, status: f.status, attempts: slot.attempt, delayMs: f.delayMs, code: f.code, message: f.message });
+          for (const h of slot.history) flush.attempts.push({ seq: slot.entry.seq, ...h });
+        }
+      }
+      try {
+        await this.ledger.flushLog(flush);
+        this.flushes.succeeded();
+      } catch (err) {
+        this.flushes.failed(err, { outcomes: batch.length });
+        this.toFlush.unshift(...batch);
+        if (final && Date.now() > this.settleDeadline) {
+          this.log.error({ outcomes: batch.length }, 'ledger unreachable at shutdown: outcomes not recorded; the events will be sent again under the same keys');
+          return;
+        }
+        await sleep(500);
+        if (!final && !this.running) return;
+        continue;
+      }
+      this.flushGen++;
+      for (const c of cursors) this.cursors[c.shard] = c.seq;
+      for (const slot of batch) {
+        const f = slot.final!;
+        if (f.kind === 'exception') {
+          const order = slot.entry.orderKey;
+          const left = (this.unwritten.get(order) ?? 1) - 1;
+          if (left > 0) this.unwritten.set(order, left);
+          else {
+            this.unwritten.delete(order);
+            if (this.localBlocks.get(order) === Number.POSITIVE_INFINITY) this.localBlocks.set(order, this.flushGen);
+          }
+        }
+        if (f.outcome) this.hooks.onSettled?.(this.sink.name, f.outcome, this.asDelivery(slot), Date.now() - slot.entry.committedAt.getTime());
+      }
+      if (!final) return;
+    }
+  }
+
+  /** Drops marks of orders whose rows are all settled (checked in the ledger), so their events go the quick way again. */
+  private async pruneLocalBlocks(): Promise<void> {
+    if (this.localBlocks.size === 0 || Date.now() - this.lastBlockPrune < 5_000) return;
+    this.lastBlockPrune = Date.now();
+    const gen = this.flushGen;
+    const candidates = [...this.localBlocks].filter(([, g]) => g <= gen).map(([k]) => k).slice(0, 1_000);
+    if (candidates.length === 0) return;
+    try {
+      const open = await this.ledger.openOrders(this.sink.name, candidates);
+      for (const k of candidates) if (!open.has(k) && (this.localBlocks.get(k) ?? Infinity) <= gen) this.localBlocks.delete(k);
+    } catch {
+      // kept: they stay rows a little longer
+    }
+  }
+
+  private asDelivery(slot: Slot): ClaimedDelivery {
+    return { id: String(slot.entry.seq), eventId: slot.entry.eventId, sink: this.sink.name, attempt: Math.max(1, slot.attempt), event: slot.entry.event, committedAt: slot.entry.committedAt };
+  }
+
+  // ---- exceptions ----
+
+  /**
+   * Claims due exception rows when the queue runs low. After a claim that came back short,
+   * wait for a wake-up or the poll timer instead of asking again after every attempt.
    */
   private async refill(probing: boolean): Promise<boolean> {
     if (this.exhausted) return false;
     if (probing ? this.inflight + this.queue.length > 0 : this.queue.length >= Math.ceil(this.policy.concurrency / 2)) return false;
-    const want = probing ? 1 - this.inflight - this.queue.length : Math.min(this.prefetchRoom(), this.options.claimBatch);
+    const want = probing ? 1 - this.inflight - this.queue.length : Math.min(2 * this.policy.concurrency - this.inflight - this.queue.length, this.options.claimBatch);
     if (want <= 0) return false;
     const wakes = this.wakes;
     try {
       const claimed = await this.ledger.claim(this.sink.name, want, this.leaseMs());
       this.claims.succeeded();
-      this.queue.push(...claimed);
-      // Short, and nothing new was stored while the claim ran: wait for a wake-up. (Without
-      // the check, a claim that raced an append swallowed its wake-up, and the new
-      // deliveries waited a whole poll interval: the 500 ms tail of the latency bench.)
+      for (const delivery of claimed) this.queue.push({ kind: 'claim', delivery });
       if (claimed.length < want && wakes === this.wakes) this.exhausted = true;
       return claimed.length > 0;
     } catch (err) {
@@ -223,8 +511,15 @@ export class SinkWorker {
 
   /** Gives queued, unstarted claims back to the ledger (their attempt never happened). */
   private async release(): Promise<void> {
-    if (this.queue.length === 0) return;
-    const released = this.queue.splice(0);
+    const released: ClaimedDelivery[] = [];
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const w = this.queue[i]!;
+      if (w.kind === 'claim') {
+        released.push(w.delivery);
+        this.queue.splice(i, 1);
+      }
+    }
+    if (released.length === 0) return;
     try {
       await this.ledger.release(released);
       this.releases.succeeded();
@@ -254,25 +549,70 @@ export class SinkWorker {
     });
   }
 
-  private async attempt(delivery: ClaimedDelivery): Promise<void> {
+  private async attempt(work: Work): Promise<void> {
+    // A queued slot can become a row before it starts (its order became an exception).
+    if (work.kind === 'log' && work.slot.state !== 'queued') return;
     this.inflight++;
     const probe = this.paused !== null;
     const started = performance.now();
+    const event = work.kind === 'log' ? work.slot.entry.event : work.delivery.event;
+    if (work.kind === 'log') {
+      work.slot.state = 'inflight';
+      work.slot.attempt++;
+    }
     let outcome: DeliveryOutcome;
     try {
       // Sinks bound each attempt by their own timeout; this signal only says "stop now".
-      outcome = await this.sink.deliver(delivery.event, this.abort.signal);
+      outcome = await this.sink.deliver(event, this.abort.signal);
     } catch (err) {
       // A sink throws only on a programmer error; keep the delivery and say so loudly.
-      this.log.error({ err: String(err), eventId: delivery.eventId }, 'sink threw; delivery will be retried');
+      this.log.error({ err: String(err), eventId: event.id }, 'sink threw; delivery will be retried');
       outcome = { status: 'retry', code: 'SINK_ERROR', message: String(err), info: { durationMs: performance.now() - started } };
     }
     if (outcome.status === 'delivered') failpoint('dispatch.after-send');
     this.trackPause(outcome, probe);
-    this.pending.set(delivery.id, { delivery, outcome });
-    this.enqueueSettle(this.toSettlement(delivery, outcome));
+    if (work.kind === 'log') this.settleLogAttempt(work.slot, outcome);
+    else {
+      this.pending.set(work.delivery.id, { delivery: work.delivery, outcome });
+      this.enqueueSettle(this.toSettlement(work.delivery, outcome));
+    }
     this.inflight--;
     this.kick();
+  }
+
+  private settleLogAttempt(slot: Slot, o: DeliveryOutcome): void {
+    if (o.status !== 'delivered' && o.status !== 'not_applicable') {
+      slot.history.push({ attempt: slot.attempt, outcome: o.status, info: o.info, code: o.code, message: o.message });
+    }
+    switch (o.status) {
+      case 'delivered':
+        return this.settleSlot(slot, { kind: 'outcome', outcome: o, status: 'delivered', result: o.result, info: o.info });
+      case 'not_applicable':
+        return this.settleSlot(slot, { kind: 'outcome', outcome: o, status: 'not_applicable' });
+      case 'rejected':
+        return this.toException([slot], o, 'rejected', 0, o.code, o.message);
+      case 'sink_failure':
+        // Not the event's fault: it goes again, first, when the sink works.
+        slot.state = 'queued';
+        if (this.running) this.queue.unshift({ kind: 'log', slot });
+        return;
+      case 'retry': {
+        const delay = o.afterMs ?? backoffMs(slot.attempt, this.policy.retry.initialBackoff, this.policy.retry.maxBackoff);
+        if (slot.attempt <= this.options.quickRetries && delay <= QUICK_RETRY_MAX_MS) {
+          slot.state = 'retry';
+          setTimeout(() => {
+            if (slot.state !== 'retry') return;
+            slot.state = 'queued';
+            if (this.running) {
+              this.queue.push({ kind: 'log', slot });
+              this.kick();
+            }
+          }, delay).unref();
+          return;
+        }
+        return this.toException([slot], o, 'pending', delay, o.code, o.message);
+      }
+    }
   }
 
   /**
@@ -319,10 +659,9 @@ export class SinkWorker {
   }
 
   /**
-   * Group commit: everything that finished while the previous write ran goes in the next one.
-   * Once stopping, it gives up when the ledger stays unreachable past the deadline: those
-   * deliveries keep their leases, come back when the leases end, and are sent again under
-   * the same idempotency key.
+   * Group commit of exception outcomes. Once stopping, it gives up when the ledger stays
+   * unreachable past the deadline: those deliveries keep their leases, come back when the
+   * leases end, and are sent again under the same idempotency key.
    */
   private async flushSettles(): Promise<void> {
     while (this.settleQueue.length > 0) {
@@ -336,8 +675,6 @@ export class SinkWorker {
         await this.ledger.settle(batch);
         this.settles.succeeded();
       } catch (err) {
-        // The ledger is unreachable: keep the outcomes and try again. If the process dies
-        // first, the leases expire and the deliveries are retried under the same key.
         this.settles.failed(err, { outcomes: batch.length });
         this.settleQueue.unshift(...batch);
         await sleep(500);

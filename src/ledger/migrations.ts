@@ -11,6 +11,13 @@ export interface Migration {
   sql: (schema: string) => string;
 }
 
+export interface MigrateOptions {
+  /** Shards of a ledger made now (`ledger.shards`); an existing ledger keeps its own. */
+  shards?: number;
+}
+
+export const DEFAULT_SHARDS = 16;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -113,12 +120,132 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX parked_inputs_row ON ${s}.parked_inputs (row_key) WHERE resolved_at IS NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'event log with sink cursors',
+    // See ARCHITECTURE.md (the ledger model). Events become an append-only log partitioned by
+    // ranges of a sequence; each sink keeps a cursor per shard below which every event is
+    // settled; the deliveries table keeps only the exceptions (retrying, parked, waiting
+    // behind those, skipped) with their own copy of the payload, and settled history of
+    // earlier versions. The events and deliveries of a version-2 ledger are carried over:
+    // events get sequence numbers in the order of their first delivery (so FIFO per order
+    // holds), unfinished deliveries stay rows (pending stays pending, parked stays parked),
+    // and every cursor starts past them.
+    sql: (s) => `
+      CREATE TABLE ${s}.sinks (
+        name text PRIMARY KEY,
+        bit  smallint NOT NULL UNIQUE CHECK (bit BETWEEN 0 AND 30)
+      );
+      CREATE SEQUENCE ${s}.log_seq AS bigint MINVALUE 1;
+      CREATE TABLE ${s}.log (
+        seq           bigint NOT NULL,
+        id            bytea NOT NULL,
+        shard         smallint NOT NULL,
+        sinks         integer NOT NULL,
+        code          text NOT NULL,
+        order_key     text NOT NULL,
+        committed_at  timestamptz NOT NULL,
+        source        text NOT NULL,
+        position      text NOT NULL,
+        payload       json NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (seq)
+      ) PARTITION BY RANGE (seq);
+      -- What each sink settled, as the cursor passed it: append-only, dropped with its log partition.
+      CREATE TABLE ${s}.outcomes (
+        seq          bigint NOT NULL,
+        sink         text NOT NULL,
+        status       text NOT NULL,
+        attempts     integer NOT NULL,
+        at           timestamptz NOT NULL DEFAULT now(),
+        request_id   text,
+        http_status  integer,
+        remote_code  text,
+        result       jsonb
+      ) PARTITION BY RANGE (seq);
+      CREATE INDEX outcomes_seq ON ${s}.outcomes USING brin (seq);
+      -- One row per partition pair (log and outcomes share the range). closed_at: when the
+      -- sequence moved past it (every row in it is older).
+      CREATE TABLE ${s}.log_partitions (
+        lo         bigint PRIMARY KEY,
+        hi         bigint NOT NULL,
+        opened_at  timestamptz NOT NULL DEFAULT now(),
+        closed_at  timestamptz
+      );
+      CREATE TABLE ${s}.log_p0 PARTITION OF ${s}.log FOR VALUES FROM (0) TO (4294967296);
+      CREATE TABLE ${s}.outcomes_p0 PARTITION OF ${s}.outcomes FOR VALUES FROM (0) TO (4294967296);
+      INSERT INTO ${s}.log_partitions (lo, hi) VALUES (0, 4294967296);
+      -- The ids of events, kept far longer than their payloads: a change of an old order (a
+      -- refund after the window) or a backfill of old orders must not make a second event.
+      CREATE TABLE ${s}.event_ids (
+        id   bytea PRIMARY KEY,
+        seq  bigint NOT NULL
+      );
+      CREATE INDEX event_ids_seq ON ${s}.event_ids USING brin (seq);
+      CREATE TABLE ${s}.cursors (
+        sink        text NOT NULL,
+        shard       integer NOT NULL,
+        seq         bigint NOT NULL,
+        updated_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (sink, shard)
+      );
+      -- Order rows are upserted per change: room for HOT updates.
+      ALTER TABLE ${s}.orders SET (fillfactor = 80);
+
+      -- Exceptions carry what they are sent: the log partition may be gone when they go out.
+      ALTER TABLE ${s}.deliveries
+        ADD COLUMN code text, ADD COLUMN order_no text, ADD COLUMN committed_at timestamptz, ADD COLUMN payload json;
+      ALTER TABLE ${s}.deliveries ALTER COLUMN id DROP DEFAULT;
+      ALTER TABLE ${s}.attempts ADD COLUMN sink text;
+
+      -- Carry version-2 events over, numbered in the order of their first delivery.
+      CREATE TEMP TABLE seqmap ON COMMIT DROP AS
+        SELECT e.id, row_number() OVER (ORDER BY min(d.id) NULLS LAST, e.created_at, e.id) AS seq
+          FROM ${s}.events e LEFT JOIN ${s}.deliveries d ON d.event_id = e.id
+         GROUP BY e.id, e.created_at;
+      INSERT INTO ${s}.sinks (name, bit)
+        SELECT sink, (row_number() OVER (ORDER BY sink) - 1)::smallint FROM (SELECT DISTINCT sink FROM ${s}.deliveries) x;
+      INSERT INTO ${s}.log (seq, id, shard, sinks, code, order_key, committed_at, source, position, payload, created_at)
+        SELECT m.seq, decode(e.id, 'hex'), 0,
+               coalesce((SELECT bit_or(1 << k.bit) FROM ${s}.deliveries d JOIN ${s}.sinks k ON k.name = d.sink WHERE d.event_id = e.id), 0),
+               e.code, e.order_key, e.committed_at, e.source, e.position, e.payload, e.created_at
+          FROM ${s}.events e JOIN seqmap m ON m.id = e.id;
+      INSERT INTO ${s}.event_ids (id, seq) SELECT decode(id, 'hex'), seq FROM seqmap;
+      SELECT setval('${s}.log_seq', greatest((SELECT max(seq) FROM seqmap), 1));
+      CREATE TEMP TABLE idmap ON COMMIT DROP AS
+        SELECT d.id AS old, m.seq AS new, d.sink FROM ${s}.deliveries d JOIN seqmap m ON m.id = d.event_id;
+      UPDATE ${s}.attempts a SET delivery_id = x.new, sink = x.sink FROM idmap x WHERE a.delivery_id = x.old;
+      UPDATE ${s}.deliveries d
+         SET id = m.seq, code = e.code, order_no = e.order_no, committed_at = e.committed_at, payload = e.payload
+        FROM seqmap m, ${s}.events e
+       WHERE m.id = d.event_id AND e.id = d.event_id;
+      ALTER TABLE ${s}.attempts DROP CONSTRAINT attempts_pkey;
+      ALTER TABLE ${s}.attempts ALTER COLUMN sink SET NOT NULL, ADD PRIMARY KEY (sink, delivery_id, attempt);
+      DROP TABLE ${s}.events;
+
+      -- The events as version 2 showed them, for operators' own queries.
+      CREATE VIEW ${s}.events AS
+        SELECT encode(l.id, 'hex') AS id, l.seq, l.code, (l.payload->>'kind') AS kind, l.order_key,
+               (l.payload->>'orderNo') AS order_no, (l.payload->>'refundId') AS refund_id,
+               (l.payload->>'occurredAt')::timestamptz AS occurred_at, l.committed_at, l.source, l.position,
+               l.payload, l.created_at
+          FROM ${s}.log l;
+      -- Where a sink's cursors start when the dispatcher makes them: past every carried-over event.
+      CREATE TABLE ${s}.settings (key text PRIMARY KEY, value text NOT NULL);
+      INSERT INTO ${s}.settings (key, value) SELECT 'cursor_start', coalesce(max(seq), 0)::text FROM seqmap;
+      -- The shard count is fixed when the ledger is made (ledger.shards); the append hashes
+      -- each order key into one of them.
+      INSERT INTO ${s}.settings (key, value) VALUES ('shards', '__SHARDS__');
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
 /** Runs pending migrations; returns the versions applied. */
-export async function migrate(client: pg.ClientBase, schema: string): Promise<number[]> {
+export async function migrate(client: pg.ClientBase, schema: string, options: MigrateOptions = {}): Promise<number[]> {
+  const shards = options.shards ?? DEFAULT_SHARDS;
+  if (!Number.isInteger(shards) || shards < 1 || shards > 4096) throw new Error(`ledger.shards must be an integer from 1 to 4096, not ${shards}`);
   const applied: number[] = [];
   await client.query('BEGIN');
   try {
@@ -133,7 +260,7 @@ export async function migrate(client: pg.ClientBase, schema: string): Promise<nu
     if (newer) throw new Error(`ledger schema ${schema} is at version ${newer.version}, newer than this order-relay (${LATEST_VERSION}); upgrade order-relay`);
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
-      await client.query(m.sql(schema));
+      await client.query(m.sql(schema).replaceAll('__SHARDS__', String(shards)));
       await client.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
       applied.push(m.version);
     }

@@ -2,7 +2,7 @@ import type { BusinessEvent, Row } from '../core/events.js';
 import type { Sink } from '../core/sink.js';
 import type { BadInput, SourceBatch, SourceChange } from '../core/source.js';
 import { qualify, type Classifier } from '../classify/classifier.js';
-import type { AppendResult, ClaimedDelivery, EventToStore, Ledger } from '../ledger/ledger.js';
+import type { AppendResult, EventToStore, Ledger } from '../ledger/ledger.js';
 
 export interface IngestDeps {
   sourceId: string;
@@ -16,13 +16,11 @@ export interface IngestDeps {
    * sources have no table to read.
    */
   fetchOrders?: (orderNos: string[]) => Promise<Map<string, Row>>;
-  /** How many new deliveries each sink's worker could start now (stored already claimed). */
-  room?: () => Array<{ sink: string; n: number; leaseMs: number }>;
+  /** Sinks whose dispatcher takes new events straight from the append now (see `AppendInput.handOver`). */
+  handOver?: () => string[];
 }
 
 export interface IngestResult extends AppendResult {
-  /** The `leased` deliveries, ready for their workers. */
-  claimed: ClaimedDelivery[];
   events: number;
   bad: number;
   /**
@@ -62,11 +60,7 @@ export function createIngest(deps: IngestDeps) {
     try {
       const stored = await written;
       const p = await prepared;
-      const claimed = stored.leased.map((l): ClaimedDelivery => {
-        const e = p.stored.get(l.eventId)!;
-        return { id: l.id, eventId: l.eventId, sink: l.sink, attempt: 1, event: e.event, committedAt: new Date(e.committedAt) };
-      });
-      return { ...stored, claimed, events: p.stored.size, bad: p.bad, codes: p.codes, unmapped: p.unmapped };
+      return { ...stored, events: p.stored.size, bad: p.bad, codes: p.codes, unmapped: p.unmapped };
     } catch (err) {
       // This batch or one before it failed: the source re-reads from its last committed
       // position, so nothing in flight may be remembered.
@@ -145,7 +139,7 @@ export function createIngest(deps: IngestDeps) {
       orders: [...orders].map(([orderNo, row]) => ({ orderNo, row })),
       bad,
       checkpoints: batch.checkpoints,
-      ...(deps.room ? { room: deps.room() } : {}),
+      ...(deps.handOver ? { handOver: deps.handOver() } : {}),
     });
     for (const [orderNo, row] of orders) uncommitted.set(orderNo, row);
     return { write, orders, stored: events, bad: bad.length, codes, unmapped: [...unmapped.values()] };

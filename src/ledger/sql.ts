@@ -1,0 +1,251 @@
+/**
+ * The ledger's statements, as pure builders of their text: one place that knows the tables.
+ * The model (see ARCHITECTURE.md, "The ledger"):
+ *
+ * - `log`: every event once, in the order writers committed it (`seq`), partitioned by seq
+ *   ranges; `event_ids` keeps the ids far longer than the payloads, so a repeat is dropped.
+ * - `cursors`: per (sink, shard), the seq up to which every event of the shard is settled
+ *   for the sink. The dispatcher reads the log forward from them.
+ * - `outcomes`: what each sink settled as its cursor passed an event (append-only).
+ * - `deliveries`: the exceptions only (retrying, parked, waiting behind those, skipped, and
+ *   their later outcome), each with its own copy of the payload; `attempts`: their history.
+ */
+
+/** The advisory lock every append (and partition rotation) takes: one writer of the log at a time. */
+export const APPEND_LOCK_KEY = -1;
+
+/** Open deliveries: what later deliveries of the same (sink, order) wait behind. */
+export const OPEN = `('pending', 'rejected')`;
+
+export const appendLock = (lockClass: number, schema: string) =>
+  `SELECT pg_advisory_xact_lock(${lockClass}, ${APPEND_LOCK_KEY}); SELECT last_value::text AS prev, is_called FROM ${schema}.log_seq`;
+
+/**
+ * Events, order rows, parked input and checkpoints in one statement. Runs after
+ * `appendLock` in the same transaction: sequence numbers are taken under the lock, so they
+ * follow commit order, and a reader that sees seq n sees every event below it.
+ * $1 source, $2 events, $3 orders, $4 parked input, $5 checkpoints; with `handOver`, $6 the
+ * sinks whose open deliveries to look up per new event (`blocked`).
+ */
+export function append(s: string, handOver: boolean): string {
+  return /* sql */ `
+    WITH x AS (
+      SELECT x.id, x.code, x.order_key, x.sinks, x.committed_at, x.position, x.payload, x.ord, nextval('${s}.log_seq') AS seq
+        FROM ROWS FROM (json_to_recordset($2::json) AS (id text, code text, order_key text, sinks int, committed_at timestamptz, position text, payload json))
+             WITH ORDINALITY AS x(id, code, order_key, sinks, committed_at, position, payload, ord)
+    ), ids AS (
+      INSERT INTO ${s}.event_ids (id, seq) SELECT decode(x.id, 'hex'), x.seq FROM x
+      ON CONFLICT (id) DO NOTHING
+      RETURNING seq
+    ), n AS (
+      SELECT value::int AS shards FROM ${s}.settings WHERE key = 'shards'
+    ), ev AS (
+      INSERT INTO ${s}.log (seq, id, shard, sinks, code, order_key, committed_at, source, position, payload)
+      SELECT x.seq, decode(x.id, 'hex'), ((hashtext(x.order_key) & 2147483647) % n.shards)::smallint, x.sinks, x.code,
+             x.order_key, x.committed_at, $1, x.position, x.payload
+        FROM x, n WHERE x.seq IN (SELECT seq FROM ids)
+      RETURNING seq, shard, code, order_key
+    ), od AS (
+      INSERT INTO ${s}.orders (order_no, row)
+      SELECT o.order_no, o.row FROM json_to_recordset($3::json) AS o(order_no text, row json)
+      ON CONFLICT (order_no) DO UPDATE SET row = EXCLUDED.row, updated_at = now()
+      RETURNING 1
+    ), pk AS (
+      -- One unresolved row per source row (row_key): parked again, it gets the latest reason
+      -- and input. A batch's repeats of a row are one (the last): ON CONFLICT may not meet a
+      -- row twice in one statement. Input without a row_key is parked as it comes.
+      INSERT INTO ${s}.parked_inputs (source, stream, position, reason, raw, row_key)
+      SELECT $1, p.stream, p.position, p.reason, p.raw, p.row_key
+        FROM (SELECT DISTINCT ON (p.row_key, CASE WHEN p.row_key IS NULL THEN p.ord END) p.*
+                FROM ROWS FROM (json_to_recordset($4::json) AS (stream text, position text, reason text, raw text, "rowKey" text))
+                     WITH ORDINALITY AS p(stream, position, reason, raw, row_key, ord)
+               ORDER BY p.row_key, CASE WHEN p.row_key IS NULL THEN p.ord END, p.ord DESC) p
+       ORDER BY p.ord
+      ON CONFLICT (row_key) WHERE resolved_at IS NULL
+      DO UPDATE SET reason = EXCLUDED.reason, raw = EXCLUDED.raw, last_seen_at = now()
+      RETURNING 1
+    ), cp AS (
+      INSERT INTO ${s}.checkpoints (source, stream, position)
+      SELECT $1, c.stream, c.position FROM json_to_recordset($5::json) AS c(stream text, position text)
+      ON CONFLICT (source, stream) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+      -- Never backwards: a late write from an instance that lost its partition (or slot)
+      -- must not rewind the position its successor has moved on from.
+      WHERE CASE
+              WHEN EXCLUDED.position ~ '^[0-9]+$' AND ${s}.checkpoints.position ~ '^[0-9]+$'
+                THEN EXCLUDED.position::numeric >= ${s}.checkpoints.position::numeric
+              WHEN EXCLUDED.position ~ '^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$' AND ${s}.checkpoints.position ~ '^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$'
+                THEN EXCLUDED.position::pg_lsn >= ${s}.checkpoints.position::pg_lsn
+              ELSE true
+            END
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ev)::int AS inserted,
+           (SELECT coalesce(array_agg(x.ord::int ORDER BY x.seq), '{}') FROM x WHERE x.seq IN (SELECT seq FROM ev)) AS ords,
+           (SELECT coalesce(array_agg(seq::text ORDER BY seq), '{}') FROM ev) AS seqs,
+           (SELECT coalesce(array_agg(shard ORDER BY seq), '{}') FROM ev) AS shards,
+           ${
+             handOver
+               ? `(SELECT coalesce(array_agg(ev.seq::text || ' ' || k.sink), '{}')
+                     FROM ev, unnest($6::text[]) AS k(sink)
+                    WHERE EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = k.sink AND d.order_key = ev.order_key AND d.status IN ${OPEN} OFFSET 0))`
+               : `'{}'::text[]`
+           } AS blocked,
+           (SELECT count(*) FROM od) + (SELECT count(*) FROM pk) + (SELECT count(*) FROM cp) AS other`;
+}
+
+/**
+ * The log forward from a seq, for one sink: $1 after this seq, $2 the sink's bit, $3 at most
+ * this many, $4 the sink. `horizon` is the highest seq visible to the same snapshot: with
+ * fewer rows than asked, every event up to it has been seen. `blocked`: the order has an open
+ * delivery (an exception) for the sink, which this event must wait behind.
+ */
+export const readLog = (s: string) => /* sql */ `
+  SELECT (SELECT max(seq)::text FROM ${s}.log) AS horizon,
+         coalesce((SELECT json_agg(r ORDER BY r.seq) FROM (
+           SELECT l.seq, l.shard, encode(l.id, 'hex') AS id, l.order_key, l.committed_at, l.payload,
+                  EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = $4 AND d.order_key = l.order_key AND d.status IN ${OPEN} OFFSET 0) AS blocked
+             FROM ${s}.log l
+            WHERE l.seq > $1 AND (l.sinks & $2) <> 0
+            ORDER BY l.seq
+            LIMIT $3) r), '[]') AS rows`;
+
+/**
+ * What a sink settled as its cursors passed: outcomes, new exceptions with their attempt
+ * history, and the cursors, in one statement. $1 the sink.
+ */
+export const flushLog = (s: string) => /* sql */ `
+  WITH o AS (
+    INSERT INTO ${s}.outcomes (seq, sink, status, attempts, request_id, http_status, remote_code, result)
+    SELECT o.seq, $1, o.status, o.attempts, o.request_id, o.http_status, o.remote_code, o.result::jsonb
+      FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[])
+           AS o(seq, status, attempts, request_id, http_status, remote_code, result)
+    RETURNING 1
+  ), e AS (
+    INSERT INTO ${s}.deliveries (event_id, sink, id, order_key, status, attempts, next_attempt_at, last_code, last_message,
+                                 code, order_no, committed_at, payload)
+    SELECT e.event_id, $1, e.seq, e.order_key, e.status, e.attempts, now() + e.delay_ms * interval '1 millisecond', e.last_code,
+           e.last_message, e.code, e.order_no, e.committed_at, e.payload::json
+      FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::int[], $14::bigint[], $15::text[], $16::text[],
+                  $17::text[], $18::text[], $19::timestamptz[], $20::text[])
+           AS e(event_id, seq, order_key, status, attempts, delay_ms, last_code, last_message, code, order_no, committed_at, payload)
+    ON CONFLICT (event_id, sink) DO NOTHING
+    RETURNING 1
+  ), a AS (
+    INSERT INTO ${s}.attempts (sink, delivery_id, attempt, outcome, request_id, http_status, remote_code, remote_sub_code, remote_message, duration_ms)
+    SELECT $1, a.seq, a.attempt, a.outcome, a.request_id, a.http_status, a.remote_code, a.remote_sub_code, a.remote_message, a.duration_ms
+      FROM unnest($21::bigint[], $22::int[], $23::text[], $24::text[], $25::int[], $26::text[], $27::text[], $28::text[], $29::int[])
+           AS a(seq, attempt, outcome, request_id, http_status, remote_code, remote_sub_code, remote_message, duration_ms)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+  ), c AS (
+    UPDATE ${s}.cursors c SET seq = x.seq, updated_at = now()
+      FROM unnest($30::int[], $31::bigint[]) AS x(shard, seq)
+     WHERE c.sink = $1 AND c.shard = x.shard AND c.seq < x.seq
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM o)::int AS outcomes, (SELECT count(*) FROM e)::int AS exceptions,
+         (SELECT count(*) FROM a)::int AS attempts, (SELECT count(*) FROM c)::int AS cursors`;
+
+/** A sink's cursors, made at the ledger's cursor start when missing. $1 the sink. */
+export const ensureCursors = (s: string) => /* sql */ `
+  WITH n AS (SELECT value::int AS shards FROM ${s}.settings WHERE key = 'shards'),
+       st AS (SELECT value::bigint AS seq FROM ${s}.settings WHERE key = 'cursor_start'),
+       ins AS (
+         INSERT INTO ${s}.cursors (sink, shard, seq)
+         SELECT $1, g, coalesce((SELECT seq FROM st), 0) FROM n, generate_series(0, n.shards - 1) AS g
+         ON CONFLICT (sink, shard) DO NOTHING)
+  SELECT (SELECT shards FROM n) AS shards`;
+
+export const loadCursors = (s: string) => `SELECT shard, seq::text AS seq FROM ${s}.cursors WHERE sink = $1 ORDER BY shard`;
+
+/**
+ * Due exceptions of a sink, FIFO per order: one whose order has an earlier open delivery
+ * is not due. $1 sink, $2 limit, $3 lease in ms.
+ */
+export const claimExceptions = (s: string) => /* sql */ `
+  WITH c AS (
+    SELECT d.event_id, d.sink FROM ${s}.deliveries d
+     WHERE d.sink = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+       AND (d.lease_until IS NULL OR d.lease_until < now())
+       -- OFFSET 0 keeps this a probe of deliveries_fifo per candidate.
+       AND NOT EXISTS (
+             SELECT 1 FROM ${s}.deliveries e
+              WHERE e.sink = d.sink AND e.order_key = d.order_key AND e.id < d.id AND e.status IN ${OPEN}
+             OFFSET 0)
+     ORDER BY d.next_attempt_at, d.id
+     LIMIT $2
+     FOR UPDATE OF d SKIP LOCKED
+  )
+  UPDATE ${s}.deliveries u
+     SET lease_until = now() + $3::int * interval '1 millisecond', attempts = u.attempts + 1, updated_at = now()
+    FROM c
+   WHERE u.event_id = c.event_id AND u.sink = c.sink
+  RETURNING u.id::text AS id, u.event_id, u.sink, u.attempts AS attempt, u.payload, u.committed_at`;
+
+/**
+ * Outcomes of exception attempts, as parallel arrays (unnest tells the planner the row
+ * count). Applies only to the claim it belongs to: a stale outcome (the lease ran out and
+ * the delivery was claimed again) is dropped.
+ */
+const settleCtes = (s: string) => /* sql */ `
+  WITH x AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[],
+                         $9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::int[])
+           AS x(event_id, sink, id, attempt, status, delay_ms, outcome, code, message, result, request_id, http_status,
+                remote_code, remote_sub_code, remote_message, duration_ms)
+  ), u AS (
+    UPDATE ${s}.deliveries d
+       SET status = x.status,
+           lease_until = NULL,
+           next_attempt_at = CASE WHEN x.status = 'pending' THEN now() + coalesce(x.delay_ms, 0) * interval '1 millisecond' ELSE d.next_attempt_at END,
+           last_code = x.code, last_message = x.message,
+           result = coalesce(x.result::jsonb, d.result),
+           delivered_at = CASE WHEN x.status = 'delivered' THEN now() ELSE d.delivered_at END,
+           updated_at = now()
+      FROM x
+     WHERE d.event_id = x.event_id AND d.sink = x.sink AND d.attempts = x.attempt AND d.status = 'pending'
+    RETURNING d.id, d.sink
+  ), a AS (
+    INSERT INTO ${s}.attempts (sink, delivery_id, attempt, outcome, request_id, http_status, remote_code, remote_sub_code, remote_message, duration_ms)
+    SELECT x.sink, x.id, x.attempt, x.outcome, x.request_id, x.http_status, x.remote_code, x.remote_sub_code, x.remote_message, x.duration_ms
+      FROM x WHERE (x.id, x.sink) IN (SELECT id, sink FROM u)
+    ON CONFLICT (sink, delivery_id, attempt) DO NOTHING
+  )`;
+
+export const settleExceptions = (s: string) => `${settleCtes(s)} SELECT count(*)::int AS n FROM u`;
+
+/** The same, trimming the history of deliveries past the kept number of attempts ($17 sinks, $18 ids, $19 up to). */
+export const settleExceptionsAndPrune = (s: string) => /* sql */ `${settleCtes(s)}, pr AS (
+    DELETE FROM ${s}.attempts t USING unnest($17::text[], $18::bigint[], $19::int[]) AS p(sink, id, upto)
+     WHERE t.sink = p.sink AND t.delivery_id = p.id AND t.attempt <= p.upto
+  )
+  SELECT count(*)::int AS n FROM u`;
+
+export const releaseExceptions = (s: string) => /* sql */ `
+  UPDATE ${s}.deliveries d SET lease_until = NULL, attempts = d.attempts - 1, updated_at = now()
+    FROM unnest($1::text[], $2::text[], $3::int[]) AS x(event_id, sink, attempt)
+   WHERE d.event_id = x.event_id AND d.sink = x.sink AND d.attempts = x.attempt AND d.status = 'pending'`;
+
+/** Parked (and with $4, skipped) deliveries back to pending: same row, same event id, same key. */
+export const requeue = (s: string) => /* sql */ `
+  UPDATE ${s}.deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL, updated_at = now()
+   WHERE d.status = ANY($4::text[])
+     AND ($1::text[] IS NULL OR d.event_id = ANY($1::text[]))
+     AND ($2::text IS NULL OR d.sink = $2)
+     AND ($3::text IS NULL OR d.code = $3)`;
+
+export const registerSink = (s: string) => /* sql */ `
+  INSERT INTO ${s}.sinks (name, bit)
+  SELECT $1, (SELECT coalesce(max(bit) + 1, 0) FROM ${s}.sinks)
+  ON CONFLICT (name) DO NOTHING`;
+
+export const loadSinks = (s: string) => `SELECT name, bit FROM ${s}.sinks`;
+
+export const loadOrders = (s: string) => `SELECT order_no, row FROM ${s}.orders WHERE order_no = ANY($1::text[])`;
+
+export const loadCheckpoints = (s: string) => `SELECT stream, position FROM ${s}.checkpoints WHERE source = $1`;
+
+export const ledgerSetting = (s: string) => `SELECT value FROM ${s}.settings WHERE key = $1`;
+
+export const openOrders = (s: string) =>
+  `SELECT DISTINCT order_key FROM ${s}.deliveries WHERE sink = $1 AND order_key = ANY($2::text[]) AND status IN ${OPEN}`;
