@@ -427,6 +427,8 @@ export class SinkWorker {
         const f = slot.final!;
         if (f.kind === 'outcome') {
           flush.outcomes.push({ seq: slot.entry.seq, status: f.status, attempts: slot.attempt, info: f.info, result: f.result });
+          // Settled after quick retries: its history is kept, as for a delivery row.
+          if (slot.history.length) for (const h of [...slot.history, { attempt: slot.attempt, outcome: f.status, info: f.info }]) flush.attempts.push({ seq: slot.entry.seq, ...h });
         } else {
           flush.exceptions.push({ entry: slot.entry, status: f.status, attempts: slot.attempt, delayMs: f.delayMs, code: f.code, message: f.message });
           for (const h of slot.history) flush.attempts.push({ seq: slot.entry.seq, ...h });

@@ -211,7 +211,8 @@ export const MIGRATIONS: readonly Migration[] = [
                e.code, e.order_key, e.committed_at, e.source, e.position, e.payload, e.created_at
           FROM ${s}.events e JOIN seqmap m ON m.id = e.id;
       INSERT INTO ${s}.event_ids (id, seq) SELECT decode(id, 'hex'), seq FROM seqmap;
-      SELECT setval('${s}.log_seq', greatest((SELECT max(seq) FROM seqmap), 1));
+      -- Only when events were carried over: a fresh sequence's last_value is not a seq taken.
+      SELECT setval('${s}.log_seq', max(seq)) FROM seqmap HAVING count(*) > 0;
       CREATE TEMP TABLE idmap ON COMMIT DROP AS
         SELECT d.id AS old, m.seq AS new, d.sink FROM ${s}.deliveries d JOIN seqmap m ON m.id = d.event_id;
       UPDATE ${s}.attempts a SET delivery_id = x.new, sink = x.sink FROM idmap x WHERE a.delivery_id = x.old;
@@ -236,6 +237,19 @@ export const MIGRATIONS: readonly Migration[] = [
       -- The shard count is fixed when the ledger is made (ledger.shards); the append hashes
       -- each order key into one of them.
       INSERT INTO ${s}.settings (key, value) VALUES ('shards', '__SHARDS__');
+    `,
+  },
+  {
+    version: 4,
+    name: 'log partition retention',
+    // Ledger maintenance (src/ledger/maintenance.ts) drops partition pairs past
+    // ledger.retention and keeps their row: dropped_at says when, and ids_dropped_at when
+    // the event ids of its range went (past ledger.idRetention). deliveries_settled finds
+    // the finished deliveries to delete without reading the whole table (a version-2 ledger
+    // carries its settled history over into it).
+    sql: (s) => `
+      ALTER TABLE ${s}.log_partitions ADD COLUMN dropped_at timestamptz, ADD COLUMN ids_dropped_at timestamptz;
+      CREATE INDEX deliveries_settled ON ${s}.deliveries (updated_at) WHERE status IN ('delivered', 'not_applicable', 'skipped');
     `,
   },
 ];

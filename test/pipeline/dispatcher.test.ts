@@ -7,6 +7,7 @@ import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
 import { migrate } from '../../src/ledger/migrations.js';
 import { silentLogger } from '../../src/log.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { deliveryStates, statusCounts } from '../helpers/ledger-state.js';
 import { waitFor } from '../helpers/wait.js';
 
 let db: TestDatabase;
@@ -58,12 +59,9 @@ function fakeSink(answer: (e: BusinessEvent, n: number) => Promise<DeliveryOutco
 
 const info = { durationMs: 1 };
 const policy = { concurrency: 8, timeout: 2_000, retry: { initialBackoff: 20, maxBackoff: 100 } };
-const options = { claimBatch: 64, pollInterval: 20, leaseMargin: 500, drainTimeout: 2_000 };
+const options = { claimBatch: 64, pollInterval: 20, leaseMargin: 500, drainTimeout: 2_000, window: 4096, flushInterval: 10, quickRetries: 2 };
 
-async function statuses(ledger: Ledger): Promise<Record<string, number>> {
-  const { rows } = await db.pool.query(`SELECT status, count(*)::int AS n FROM ${ledger.schema}.deliveries GROUP BY 1`);
-  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
-}
+const statuses = (ledger: Ledger) => statusCounts(db.pool, ledger.schema);
 
 describe('dispatcher', () => {
   it('never starts a REFUND or CONFIRM before its order\'s TRADE_SUCCESS was delivered, while other orders run concurrently', async () => {
@@ -92,24 +90,55 @@ describe('dispatcher', () => {
     expect(await statuses(ledger)).toEqual({ delivered: 90 });
   });
 
-  it('retries with backoff under the same delivery, keeping a bounded history of attempts', async () => {
+  it.each([
+    ['in memory (quick retries)', 2, 0],
+    ['as a delivery row (no quick retries)', 0, 1],
+  ])('retries with backoff under the same event, keeping its history of attempts: %s', async (_name, quickRetries, rows) => {
     const ledger = await freshLedger();
     await store(ledger, [event('r1', 'TRADE_SUCCESS')]);
     const fake = fakeSink((_e, n) => (n < 3 ? { status: 'retry', code: 'HTTP_503', message: 'busy', info: { requestId: `req${n}`, httpStatus: 503, durationMs: 1 } } : { status: 'delivered', info: { requestId: 'req3', durationMs: 1 }, result: { event_id: 'E1' } }));
-    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy }], options, logger: silentLogger() });
+    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy }], options: { ...options, quickRetries }, logger: silentLogger() });
     d.start();
     await waitFor(async () => (await statuses(ledger)).delivered === 1, 'delivered');
     await d.stop();
-    const { rows } = await db.pool.query(`SELECT attempt, outcome, request_id, http_status FROM ${ledger.schema}.attempts ORDER BY attempt`);
-    expect(rows).toEqual([
+    const { rows: history } = await db.pool.query(`SELECT attempt, outcome, request_id, http_status FROM ${ledger.schema}.attempts ORDER BY attempt`);
+    expect(history).toEqual([
       { attempt: 1, outcome: 'retry', request_id: 'req1', http_status: 503 },
       { attempt: 2, outcome: 'retry', request_id: 'req2', http_status: 503 },
       { attempt: 3, outcome: 'delivered', request_id: 'req3', http_status: null },
     ]);
     const gaps = fake.log.slice(1).map((l, i) => l.start - fake.log[i]!.end);
     expect(Math.min(...gaps)).toBeGreaterThanOrEqual(5); // backoff, not a hot loop
-    const { rows: d1 } = await db.pool.query(`SELECT result FROM ${ledger.schema}.deliveries`);
-    expect(d1[0].result).toEqual({ event_id: 'E1' });
+    const [state] = await deliveryStates(db.pool, ledger.schema);
+    expect(state).toMatchObject({ status: 'delivered', attempts: 3, result: { event_id: 'E1' } });
+    const { rows: n } = await db.pool.query(`SELECT count(*)::int AS n FROM ${ledger.schema}.deliveries`);
+    expect(n[0].n).toBe(rows);
+  });
+
+  it('parks a rejected event as a row, holds the later events of its order behind it as rows, and lets the cursor and other orders move on', async () => {
+    const ledger = await freshLedger();
+    await store(ledger, [event('bad', 'TRADE_SUCCESS'), event('ok1', 'TRADE_SUCCESS'), event('bad', 'TRADE_CONFIRM'), event('ok2', 'TRADE_SUCCESS')]);
+    const fake = fakeSink((e) => (e.orderKey === 'bad' ? { status: 'rejected', code: 'BAD_PHONE', message: 'no such user', info } : { status: 'delivered', info }));
+    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy }], options, logger: silentLogger() });
+    d.start();
+    await waitFor(async () => (await statuses(ledger)).delivered === 2 && (await statuses(ledger)).rejected === 1, 'settled');
+    // Stored after the parking: it waits too, as a row (the ledger says its order is open).
+    await store(ledger, [event('bad', 'REFUND_SUCCESS')]);
+    d.wake();
+    await waitFor(async () => (await statuses(ledger)).pending === 2 && (await db.pool.query(`SELECT 1 FROM ${ledger.schema}.deliveries WHERE code = 'REFUND_SUCCESS'`)).rowCount === 1, 'the refund waits as a row');
+    await d.stop();
+    expect(fake.log.map((l) => l.code).filter((c, i) => fake.log[i]!.id.length && c !== 'TRADE_SUCCESS')).toEqual([]);
+    const { rows } = await db.pool.query(`SELECT code, status, attempts, last_code FROM ${ledger.schema}.deliveries ORDER BY id`);
+    expect(rows).toEqual([
+      { code: 'TRADE_SUCCESS', status: 'rejected', attempts: 1, last_code: 'BAD_PHONE' },
+      { code: 'TRADE_CONFIRM', status: 'pending', attempts: 0, last_code: null },
+      { code: 'REFUND_SUCCESS', status: 'pending', attempts: 0, last_code: null },
+    ]);
+    // Every cursor is past every event: nothing is held in memory or re-read.
+    const { rows: behind } = await db.pool.query(
+      `SELECT count(*)::int AS n FROM ${ledger.schema}.log l JOIN ${ledger.schema}.cursors c ON c.shard = l.shard AND c.sink = 'fake' WHERE l.seq > c.seq`,
+    );
+    expect(behind[0].n).toBe(0);
   });
 
   it('pauses a failing sink instead of parking its events, probes one at a time, and resumes by itself', async () => {
@@ -160,84 +189,99 @@ describe('dispatcher', () => {
     await stopping;
     const s = await statuses(ledger);
     expect(s).toEqual({ delivered: 4, pending: 16 });
-    // Released claims are claimable again at once and carry no phantom attempt.
-    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${ledger.schema}.deliveries WHERE status = 'pending' AND lease_until IS NULL AND attempts = 0`);
-    expect(rows[0].n).toBe(16);
+    // What never started left no row and no phantom attempt; a new dispatcher sends exactly those 16.
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${ledger.schema}.deliveries`);
+    expect(rows[0].n).toBe(0);
+    const again = fakeSink(() => ({ status: 'delivered', info }));
+    const d2 = createDispatcher({ ledger, sinks: [{ sink: again.sink, policy }], options, logger: silentLogger() });
+    d2.start();
+    await waitFor(async () => (await statuses(ledger)).delivered === 20, 'the rest delivered');
+    await d2.stop();
+    expect(again.calls()).toBe(16);
+    expect(new Set([...fake.log, ...again.log].map((l) => l.id)).size).toBe(20);
   });
 
   it('drops an outcome whose lease ran out and was claimed again', async () => {
     const ledger = await freshLedger();
     await store(ledger, [event('x1', 'TRADE_SUCCESS')]);
+    await ledger.cursors('fake');
+    const { entries } = await ledger.readLog('fake', 0, 10);
+    await ledger.flushLog({ sink: 'fake', outcomes: [], exceptions: [{ entry: entries[0]!, status: 'pending', attempts: 1, delayMs: 0, code: 'HTTP_503' }], attempts: [], cursors: [{ shard: entries[0]!.shard, seq: entries[0]!.seq }] });
     const [first] = await ledger.claim('fake', 1, 1);
     await new Promise((r) => setTimeout(r, 5)); // let the 1 ms lease lapse
     const [second] = await ledger.claim('fake', 1, 60_000);
-    expect(second!.attempt).toBe(2);
+    expect(second!.attempt).toBe(3);
     const stale = await ledger.settle([{ eventId: first!.eventId, sink: 'fake', deliveryId: first!.id, attempt: first!.attempt, status: 'pending', delayMs: 0, outcome: 'retry' }]);
     expect(stale).toBe(0);
     expect(await ledger.settle([{ eventId: second!.eventId, sink: 'fake', deliveryId: second!.id, attempt: second!.attempt, status: 'delivered', outcome: 'delivered' }])).toBe(1);
   });
 
-  it('a wake-up that arrives while a claim is running is not lost: new deliveries go out without waiting for the poll', async () => {
+  it('a wake-up that arrives while a read of the log is running is not lost: new events go out without waiting for the poll', async () => {
     const ledger = await freshLedger();
-    // The claim that is in flight when the append and its wake-up happen comes back empty.
-    let gateClaim: (() => void) | null = null;
-    let claimStarted: (() => void) | null = null;
-    const started = new Promise<void>((r) => (claimStarted = r));
+    // The read that is in flight when the append and its wake-up happen comes back empty.
+    let gateRead: (() => void) | null = null;
+    let readStarted: (() => void) | null = null;
+    const started = new Promise<void>((r) => (readStarted = r));
     const gated: Ledger = {
       ...ledger,
-      async claim(sink, limit, leaseMs) {
-        if (claimStarted) {
-          const release = new Promise<void>((r) => (gateClaim = r));
-          const rows = await ledger.claim(sink, limit, leaseMs); // empty: nothing stored yet
-          claimStarted();
-          claimStarted = null;
+      async readLog(sink, after, limit) {
+        if (readStarted) {
+          const release = new Promise<void>((r) => (gateRead = r));
+          const got = await ledger.readLog(sink, after, limit); // empty: nothing stored yet
+          readStarted();
+          readStarted = null;
           await release;
-          return rows;
+          return got;
         }
-        return ledger.claim(sink, limit, leaseMs);
+        return ledger.readLog(sink, after, limit);
       },
     };
     const fake = fakeSink(() => ({ status: 'delivered', info }));
-    // A poll interval far longer than the test: only a wake-up can bring the delivery out.
+    // A poll interval far longer than the test: only a wake-up can bring the event out.
     const d = createDispatcher({ ledger: gated, sinks: [{ sink: fake.sink, policy }], options: { ...options, pollInterval: 600_000 }, logger: silentLogger() });
     d.start();
     await started;
     await store(ledger, [event('w1', 'TRADE_SUCCESS')]);
     d.wake();
-    gateClaim!();
+    gateRead!();
     await waitFor(async () => (await statuses(ledger)).delivered === 1, 'delivered after the wake-up', 5_000);
     await d.stop();
     expect(fake.calls()).toBe(1);
   });
 
-  it('takes deliveries an append claimed for it without claiming them again, and gives them back when stopped', async () => {
+  it('takes new events straight from the append without reading the log, and leaves them to the log when it cannot', async () => {
     const ledger = await freshLedger();
-    let claims = 0;
-    const counting: Ledger = { ...ledger, claim: (...args) => (claims++, ledger.claim(...args)) };
+    let reads = 0;
+    const counting: Ledger = { ...ledger, readLog: (...args) => (reads++, ledger.readLog(...args)) };
     const fake = fakeSink(() => ({ status: 'delivered', info }));
     const d = createDispatcher({ ledger: counting, sinks: [{ sink: fake.sink, policy }], options: { ...options, pollInterval: 600_000 }, logger: silentLogger() });
     d.start();
-    await waitFor(() => claims >= 1, 'the first (empty) claim');
-    const claimsBefore = claims;
-    expect(d.room()).toEqual([{ sink: 'fake', n: 2 * policy.concurrency, leaseMs: policy.timeout + options.leaseMargin }]);
+    await waitFor(() => reads >= 1 && d.handOverSinks().length === 1, 'the first (empty) read');
+    const readsBefore = reads;
     const now = new Date().toISOString();
     const events = ['h1', 'h2', 'h3'].map((o) => event(o, 'TRADE_SUCCESS'));
-    const stored = await ledger.append({ source: 'test', events: events.map((e) => ({ event: e, sinks: ['fake'], position: '0/1', committedAt: now })), orders: [], bad: [], checkpoints: [], room: d.room() });
-    expect(stored.leased).toHaveLength(3);
-    const byId = new Map(events.map((e) => [e.id, e]));
-    d.offer(stored.leased.map((l) => ({ ...l, attempt: 1, event: byId.get(l.eventId)!, committedAt: new Date(now) })));
-    await waitFor(async () => (await statuses(ledger)).delivered === 3, 'handed-over deliveries delivered');
-    expect(claims).toBe(claimsBefore);
+    const stored = await ledger.append({ source: 'test', events: events.map((e) => ({ event: e, sinks: ['fake'], position: '0/1', committedAt: now })), orders: [], bad: [], checkpoints: [], handOver: d.handOverSinks() });
+    expect(stored.appended.entries).toHaveLength(3);
+    d.offer(stored.appended, stored.handOver);
+    await waitFor(async () => (await statuses(ledger)).delivered === 3, 'handed-over events delivered');
+    expect(reads).toBe(readsBefore);
     expect(fake.calls()).toBe(3);
+
+    // Events appended by another writer in between: a hand-over after them is not taken (it
+    // would skip them); the worker reads the log and sends all, in order.
+    await store(ledger, [event('h4', 'TRADE_SUCCESS')]);
+    const next = await ledger.append({ source: 'test', events: [{ event: event('h5', 'TRADE_SUCCESS'), sinks: ['fake'], position: '0/2', committedAt: now }], orders: [], bad: [], checkpoints: [], handOver: d.handOverSinks() });
+    d.offer(next.appended, next.handOver);
+    await waitFor(async () => (await statuses(ledger)).delivered === 5, 'all five delivered');
+    expect(reads).toBeGreaterThan(readsBefore);
+    expect(fake.log.slice(3).map((l) => l.id)).toEqual([event('h4', 'TRADE_SUCCESS').id, event('h5', 'TRADE_SUCCESS').id]);
     await d.stop();
 
-    // A stopped worker has no room, and what is handed to it anyway goes back to the ledger.
-    expect(d.room()[0]!.n).toBe(0);
-    const late = await ledger.append({ source: 'test', events: [{ event: event('h4', 'TRADE_SUCCESS'), sinks: ['fake'], position: '0/2', committedAt: now }], orders: [], bad: [], checkpoints: [], room: [{ sink: 'fake', n: 1, leaseMs: 60_000 }] });
-    d.offer(late.leased.map((l) => ({ ...l, attempt: 1, event: event('h4', 'TRADE_SUCCESS'), committedAt: new Date(now) })));
-    await waitFor(async () => {
-      const { rows } = await db.pool.query(`SELECT attempts, lease_until FROM ${ledger.schema}.deliveries WHERE event_id = $1`, [event('h4', 'TRADE_SUCCESS').id]);
-      return rows[0]?.attempts === 0 && rows[0]?.lease_until === null;
-    }, 'released');
+    // A stopped worker takes no hand-over; what is offered anyway waits in the log.
+    expect(d.handOverSinks()).toEqual([]);
+    const late = await ledger.append({ source: 'test', events: [{ event: event('h6', 'TRADE_SUCCESS'), sinks: ['fake'], position: '0/3', committedAt: now }], orders: [], bad: [], checkpoints: [], handOver: ['fake'] });
+    d.offer(late.appended, late.handOver);
+    expect((await statuses(ledger)).pending).toBe(1);
+    expect(fake.calls()).toBe(5);
   });
 });
