@@ -3,7 +3,8 @@ import type { JsonValue, Row } from '../../../src/core/events.js';
 
 // `timestamp without time zone` has no zone: node-pg would read it in the process's local
 // zone and shift it. Keep Postgres' text; sinks interpret zone-less times explicitly.
-pg.types.setTypeParser(1114, (v: string) => v);
+export const keepText = (v: string): string => v;
+pg.types.setTypeParser(1114, keepText);
 
 /**
  * A pgoutput tuple as JSON-safe values. Dates become ISO-8601, buffers hex. A column whose
@@ -21,7 +22,7 @@ export function decodeTuple(tuple: Record<string, unknown> | null | undefined): 
   return { row, unknown };
 }
 
-function toJson(value: unknown): JsonValue {
+export function toJson(value: unknown): JsonValue {
   if (value === null) return null;
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? String(value) : value.toISOString();
   if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;

@@ -1,9 +1,9 @@
 import pg from 'pg';
-import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Logger } from '../../../src/log.js';
 import type { SourceBatch, SourceChange } from '../../../src/core/source.js';
-import { decodeTuple } from './decode.js';
 import { formatLsn, parseLsn } from './lsn.js';
+import { PgoutputStream, type StreamMessage } from './pgoutput.js';
 import { standbyStatusUpdate } from './standby-status.js';
 
 /** State that outlives one replication connection. */
@@ -48,8 +48,6 @@ export class ReplicationSession {
   private bufferedBytes = 0;
   private inTxn = false;
   private skipTxn = false;
-  private txnPosition = '';
-  private txnTime = '';
   private flushing: Promise<void> | null = null;
   private failure: unknown = null;
   private paused = false;
@@ -75,7 +73,7 @@ export class ReplicationSession {
     const svc = this.service;
     const ended = new Promise<void>((resolve, reject) => {
       svc.on('error', (err: Error) => reject(err));
-      svc.on('data', (_lsn: string, msg: Pgoutput.Message) => {
+      svc.on('data', (_lsn: string, msg: StreamMessage) => {
         try {
           this.onMessage(msg);
         } catch (err) {
@@ -89,7 +87,7 @@ export class ReplicationSession {
         this.startTimers();
       });
       this.onFailure = reject;
-      const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.options.publication] });
+      const plugin = new PgoutputStream({ protoVersion: 1, publicationNames: [this.options.publication] });
       svc.subscribe(plugin, this.options.slot, formatLsn(this.state.committed)).then(() => resolve(), reject);
     });
     const onAbort = () => void svc.stop();
@@ -157,45 +155,28 @@ export class ReplicationSession {
     return this.buffer.length === 0 && this.flushing === null && !this.inTxn;
   }
 
-  private onMessage(msg: Pgoutput.Message): void {
+  private onMessage(msg: StreamMessage): void {
+    if (!('tag' in msg)) {
+      if (!this.skipTxn) this.push(msg);
+      return;
+    }
     switch (msg.tag) {
       case 'begin':
         this.inTxn = true;
-        this.skipTxn = msg.commitLsn !== null && parseLsn(msg.commitLsn) < this.state.committed;
-        this.txnPosition = msg.commitLsn ? formatLsn(parseLsn(msg.commitLsn)) : '';
-        this.txnTime = new Date(Number(BigInt(msg.commitTime as bigint) / 1000n)).toISOString();
-        return;
-      case 'insert':
-      case 'update':
-      case 'delete':
-        if (!this.skipTxn) this.push(this.toChange(msg));
+        this.skipTxn = msg.commitLsn !== null && msg.commitLsn < this.state.committed;
         return;
       case 'commit':
         this.inTxn = false;
         // A skipped transaction is at or below the ledger checkpoint: already stored.
-        if (!this.skipTxn && msg.commitEndLsn) this.pushBoundary(parseLsn(msg.commitEndLsn));
+        if (!this.skipTxn && msg.commitEndLsn !== null) this.pushBoundary(msg.commitEndLsn);
         return;
       case 'truncate':
         if (!this.warnedTruncate) this.logger.warn({ tables: msg.relations.map((r) => r.name) }, 'TRUNCATE is not a business change; ignored');
         this.warnedTruncate = true;
         return;
       default:
-        return; // relation, type, origin, message: nothing to do (the parser caches relations)
+        return; // relation, type, origin, message: nothing to do (the stream caches relations)
     }
-  }
-
-  private toChange(msg: Pgoutput.MessageInsert | Pgoutput.MessageUpdate | Pgoutput.MessageDelete): SourceChange {
-    const table = `${msg.relation.schema}.${msg.relation.name}`;
-    const base = { table, position: this.txnPosition, committedAt: this.txnTime };
-    if (msg.tag === 'insert') {
-      const after = decodeTuple(msg.new);
-      return { ...base, op: 'insert', after: after?.row ?? null, before: null, unknownColumns: after?.unknown };
-    }
-    if (msg.tag === 'update') {
-      const after = decodeTuple(msg.new);
-      return { ...base, op: 'update', after: after?.row ?? null, before: decodeTuple(msg.old)?.row ?? null, unknownColumns: after?.unknown };
-    }
-    return { ...base, op: 'delete', after: null, before: decodeTuple(msg.old ?? msg.key)?.row ?? null };
   }
 
   private push(change: SourceChange): void {
