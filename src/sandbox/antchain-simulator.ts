@@ -78,6 +78,7 @@ export async function startAntchainSimulator(options: AntchainSimulatorOptions):
   async function gateway(req: IncomingMessage, res: ServerResponse, query: string): Promise<void> {
     const body = await readBody(req);
     if (body === undefined) return plain(res, 413, 'Request Entity Too Large');
+    const receivedAt = now();
     state.requests += 1;
     const roll = rollFaults(faults, random);
     if (roll.delayMs > 0) {
@@ -97,6 +98,7 @@ export async function startAntchainSimulator(options: AntchainSimulatorOptions):
       return json(res, errorAnswer(undefined, 'INVALID_PARAMETER', 'content-type must be application/x-www-form-urlencoded'));
     }
     const result = processReport({ query, body, keys, rules: options, roll, state, secret: options.accessSecret });
+    if (result.outcome === 'DUPLICATE' && result.requestId !== undefined) state.noteDuplicate(result.requestId, receivedAt);
     options.logger?.debug({ reqMsgId: result.reqMsgId, requestId: result.requestId, outcome: result.outcome }, 'antchain simulator answered');
     if (result.drop) {
       state.faultsInjected.dropAfterCommit += 1;

@@ -104,6 +104,7 @@ export async function startZhimaSimulator(options: ZhimaSimulatorOptions): Promi
   async function gateway(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const body = await readBody(req);
     if (body === undefined) return sendText(res, 413, '<html>413 Request Entity Too Large</html>');
+    const receivedAt = now();
     ledger.countRequest();
     const plan = planFaults(faults, random);
     if (plan.delayMs > 0) await delay(plan.delayMs, undefined, { signal: closing.signal }).catch(() => undefined);
@@ -124,7 +125,7 @@ export async function startZhimaSimulator(options: ZhimaSimulatorOptions): Promi
       ledger.countFault('code20000');
       return answer(res, signedFailure('20000', 'isp.unknow-error', '系统繁忙'));
     }
-    ledger.apply(biz.biz, rawBiz!, now());
+    ledger.apply(biz.biz, rawBiz!, now(), receivedAt);
     if (plan.afterEffect === 'dropAfterCommit') {
       ledger.countFault('dropAfterCommit');
       res.socket?.destroy();

@@ -39,6 +39,8 @@ export interface SimStats {
   invalidRequests: number;
   faultsInjected: Record<FaultKind, number>;
   effectList: SimEffect[];
+  /** Each request counted in `duplicates`: its request_id and when the gateway received it (ISO-8601), in order. */
+  duplicateRequests: Array<{ key: string; at: string }>;
   /** TCP connections accepted since start/reset (keep-alive reuse shows as few connections). */
   connections: number;
 }
@@ -53,6 +55,12 @@ export class SimState {
   invalidRequests = 0;
   violations: SimViolation[] = [];
   faultsInjected = emptyFaultCounts();
+  private duplicateRequests: Array<{ key: string; at: string }> = [];
+
+  /** Notes when a request that `record` found a duplicate arrived (chaos attributes repeats to restarts by it). */
+  noteDuplicate(requestId: string, receivedAt: Date): void {
+    this.duplicateRequests.push({ key: requestId, at: receivedAt.toISOString() });
+  }
 
   /** The effect for this request_id: the existing one (a duplicate) or a new one. */
   record(report: EventReport, at: Date): { effect: SimEffect; duplicate: boolean } {
@@ -87,6 +95,7 @@ export class SimState {
       invalidRequests: this.invalidRequests,
       faultsInjected: { ...this.faultsInjected },
       effectList,
+      duplicateRequests: this.duplicateRequests.map((d) => ({ ...d })),
     };
   }
 

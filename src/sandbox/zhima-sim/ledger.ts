@@ -31,6 +31,8 @@ export interface ZhimaSimulatorStats {
   /** Answered any other error because of the request itself (missing/invalid params, biz_content). */
   invalidRequests: number;
   faultsInjected: Record<FaultKind, number>;
+  /** Each request counted in `duplicates`: its out_biz_no and when the gateway received it (ISO-8601), in order. */
+  duplicateRequests: Array<{ key: string; at: string }>;
 }
 
 const noFaults = (): Record<FaultKind, number> => ({ http5xx: 0, code20000: 0, hang: 0, dropAfterCommit: 0, corruptSignature: 0 });
@@ -40,6 +42,7 @@ export class EffectLedger {
   private effects: ZhimaEffect[] = [];
   private counters = { requests: 0, duplicates: 0, conflictingDuplicates: 0, rejectedSignatures: 0, invalidRequests: 0 };
   private faults = noFaults();
+  private duplicateRequests: Array<{ key: string; at: string }> = [];
 
   countRequest(): void {
     this.counters.requests += 1;
@@ -57,11 +60,12 @@ export class EffectLedger {
     this.faults[kind] += 1;
   }
 
-  /** Records the effect unless it exists; returns whether this call was a duplicate. */
-  apply(biz: BizContent, rawBizContent: string, at: Date): { duplicate: boolean } {
+  /** Records the effect unless it exists; returns whether this call was a duplicate (noted with `receivedAt`, the request's arrival). */
+  apply(biz: BizContent, rawBizContent: string, at: Date, receivedAt: Date = at): { duplicate: boolean } {
     const previous = this.contents.get(biz.out_biz_no);
     if (previous !== undefined) {
       this.counters.duplicates += 1;
+      this.duplicateRequests.push({ key: biz.out_biz_no, at: receivedAt.toISOString() });
       if (previous !== rawBizContent) this.counters.conflictingDuplicates += 1;
       return { duplicate: true };
     }
@@ -77,6 +81,7 @@ export class EffectLedger {
       effectKeys: this.effects.map((e) => e.out_biz_no),
       effectsList: this.effects.map((e) => ({ ...e })),
       faultsInjected: { ...this.faults },
+      duplicateRequests: this.duplicateRequests.map((d) => ({ ...d })),
     };
   }
 
@@ -85,5 +90,6 @@ export class EffectLedger {
     this.effects = [];
     this.counters = { requests: 0, duplicates: 0, conflictingDuplicates: 0, rejectedSignatures: 0, invalidRequests: 0 };
     this.faults = noFaults();
+    this.duplicateRequests = [];
   }
 }
