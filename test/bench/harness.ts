@@ -96,6 +96,8 @@ export interface AntchainStats {
   faultsInjected: Record<string, number>;
   effectList: Array<{ requestId: string; code: string; orderNo?: string; at: string }>;
   effectKeys: string[];
+  /** Every repeat counted in `duplicates`: request_id and arrival time (ISO-8601). */
+  duplicateRequests: Array<{ key: string; at: string }>;
 }
 
 export interface ZhimaStats {
@@ -108,6 +110,8 @@ export interface ZhimaStats {
   rejectedSignatures: number;
   invalidRequests: number;
   faultsInjected: Record<string, number>;
+  /** Every repeat counted in `duplicates`: out_biz_no and arrival time (ISO-8601). */
+  duplicateRequests: Array<{ key: string; at: string }>;
 }
 
 export interface SimProcess {

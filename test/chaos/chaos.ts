@@ -118,6 +118,8 @@ export interface ChaosReport {
   slot_checks: number;
   /** Repeats of known keys the simulators answered idempotently (expected, harmless). */
   idempotent_repeats: number;
+  /** Those repeats attributed to the connector restart before them (see ResendsPerKill). */
+  resends_per_kill: ResendsPerKill;
   faults_injected: { antchain: Record<string, number>; zhima: Record<string, number> };
   parked_reasons: Record<string, number>;
   drained: boolean;
@@ -125,6 +127,72 @@ export interface ChaosReport {
   examples: Record<string, string[]>;
   /** The command that replays this run's plan. */
   replay: string;
+}
+
+/**
+ * Requests sent again for an idempotency key the gateway had already applied (a valid request
+ * the simulator answered idempotently: its `duplicates`), by the gateway's arrival time, put on
+ * the planned connector restart before them: the ones arriving between restart k (the new
+ * process's spawn) and restart k+1 belong to kill k, the last kill's run to the end of the
+ * drain. A resend inside such a window is not always the kill's doing (a dropped answer or a
+ * corrupted signature is retried under the same key by the same process, and a Postgres
+ * restart or an unplanned exit can fall inside a window): `applied_before_kill` counts only the
+ * keys whose effect was recorded before kill k's signal, what the restarted process could not
+ * know had been applied.
+ */
+export interface ResendsPerKill {
+  mean: number | null;
+  max: number | null;
+  /** One entry per kill, in order. */
+  per_kill: Array<{ signal: 'SIGKILL' | 'SIGTERM'; resends: number; applied_before_kill: number }>;
+  applied_before_kill: { mean: number | null; max: number | null };
+  by_signal: Record<'SIGKILL' | 'SIGTERM', { kills: number; mean: number | null; max: number | null }>;
+  /** Repeats before the first restart (faults alone: dropped answers, corrupted signatures). */
+  before_first_kill: number;
+  /** Every repeat the simulators counted (= idempotent_repeats). */
+  total: number;
+}
+
+interface Restart {
+  signal: 'SIGKILL' | 'SIGTERM';
+  /** When the signal was sent. */
+  killedAt: number;
+  /** When the next process was spawned (the kill's window starts here). */
+  restartedAt: number;
+}
+
+export function resendsPerKill(
+  restarts: Restart[],
+  repeats: Array<{ key: string; at: number }>,
+  appliedAt: Map<string, number>,
+): ResendsPerKill {
+  const per = restarts.map((r) => ({ signal: r.signal, resends: 0, applied_before_kill: 0 }));
+  let before = 0;
+  for (const d of repeats) {
+    // The last restart at or before the repeat's arrival.
+    let k = -1;
+    for (let i = 0; i < restarts.length && restarts[i]!.restartedAt <= d.at; i++) k = i;
+    if (k < 0) {
+      before++;
+      continue;
+    }
+    per[k]!.resends++;
+    const applied = appliedAt.get(d.key);
+    if (applied !== undefined && applied < restarts[k]!.killedAt) per[k]!.applied_before_kill++;
+  }
+  const stats = (xs: number[]) => ({ mean: xs.length ? round(xs.reduce((a, b) => a + b, 0) / xs.length, 2) : null, max: xs.length ? Math.max(...xs) : null });
+  const bySignal = (s: 'SIGKILL' | 'SIGTERM') => {
+    const xs = per.filter((p) => p.signal === s).map((p) => p.resends);
+    return { kills: xs.length, ...stats(xs) };
+  };
+  return {
+    ...stats(per.map((p) => p.resends)),
+    per_kill: per,
+    applied_before_kill: stats(per.map((p) => p.applied_before_kill)),
+    by_signal: { SIGKILL: bySignal('SIGKILL'), SIGTERM: bySignal('SIGTERM') },
+    before_first_kill: before,
+    total: repeats.length,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,6 +498,8 @@ async function expectedEvents(pool: pg.Pool, kafka?: KafkaLoad): Promise<Map<str
 class Supervisor {
   proc: ConnectorProcess | null = null;
   unplanned: Array<{ code: number | null; signal: string | null; tail: string }> = [];
+  /** Planned restarts, in order: when the signal went and when the next process was spawned. */
+  restarts: Restart[] = [];
   private stopping = false;
   private killing = false;
   private restarting: Promise<void> | null = null;
@@ -456,6 +526,7 @@ class Supervisor {
   async kill(downMs: number, check: () => Promise<void>, graceful = false): Promise<void> {
     await this.restarting;
     this.killing = true;
+    const killedAt = Date.now();
     try {
       if (graceful) await this.proc?.stop(10_000);
       else await this.proc?.kill();
@@ -464,7 +535,10 @@ class Supervisor {
     } finally {
       this.killing = false;
     }
-    if (!this.stopping) this.start();
+    if (!this.stopping) {
+      this.restarts.push({ signal: graceful ? 'SIGTERM' : 'SIGKILL', killedAt, restartedAt: Date.now() });
+      this.start();
+    }
   }
 
   async stop(): Promise<void> {
@@ -849,6 +923,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
     }
     const keyConflicts = a.violations.filter((v) => v.reason === 'REQUEST_ID_CONFLICT').length + z.conflictingDuplicates;
+
+    // Repeats per restart (a figure, not an invariant): sink-qualified keys, the gateways' clocks.
+    const appliedAt = new Map<string, number>([
+      ...a.effectList.map((e) => [`antchain/${e.requestId}`, Date.parse(e.at)] as [string, number]),
+      ...z.effectsList.map((e) => [`zhima/${e.out_biz_no}`, Date.parse(e.time)] as [string, number]),
+    ]);
+    const repeats = [
+      ...a.duplicateRequests.map((d) => ({ key: `antchain/${d.key}`, at: Date.parse(d.at) })),
+      ...z.duplicateRequests.map((d) => ({ key: `zhima/${d.key}`, at: Date.parse(d.at) })),
+    ];
+    const resends = resendsPerKill(sup.restarts, repeats, appliedAt);
+    if (resends.total !== a.duplicates + z.duplicates) log(`chaos: ${resends.total} repeats listed by the simulators, ${a.duplicates + z.duplicates} counted`);
     if (keyConflicts) examples.key_conflicts!.push(`antchain ${a.violations.filter((v) => v.reason === 'REQUEST_ID_CONFLICT').length}, zhima ${z.conflictingDuplicates}`);
 
     const ok =
@@ -882,6 +968,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       kafka_records: kafkaLoad?.records ?? 0,
       slot_checks: slotChecks,
       idempotent_repeats: a.duplicates + z.duplicates,
+      resends_per_kill: resends,
       faults_injected: { antchain: a.faultsInjected, zhima: z.faultsInjected },
       parked_reasons: parkedReasons,
       drained,
@@ -921,6 +1008,11 @@ export function renderReport(r: ChaosReport): string {
     ['effects (distinct keys accepted)', r.effects, ''],
     ['parked (with reason)', r.parked, ''],
     ['idempotent repeats answered by the simulators', r.idempotent_repeats, ''],
+    [
+      'resends per restart, mean / max (of keys applied before the kill)',
+      `${r.resends_per_kill.mean ?? '-'} / ${r.resends_per_kill.max ?? '-'} (${r.resends_per_kill.applied_before_kill.mean ?? '-'} / ${r.resends_per_kill.applied_before_kill.max ?? '-'})`,
+      '',
+    ],
     ['slot checks', r.slot_checks, ''],
     ['lost', r.lost, inv(r.lost)],
     ['duplicates', r.duplicates, inv(r.duplicates)],
@@ -930,6 +1022,12 @@ export function renderReport(r: ChaosReport): string {
     ['drained', String(r.drained), r.drained ? 'ok' : 'BROKEN'],
   ];
   const lines = [table(['', 'value', 'invariant'], rows)];
+  const rk = r.resends_per_kill;
+  lines.push(
+    `resends per restart (repeats of applied keys arriving between restart k and k+1; before the first: ${rk.before_first_kill}): ` +
+      `${rk.per_kill.map((p, i) => `#${i + 1} ${p.signal === 'SIGTERM' ? 'TERM' : 'KILL'} ${p.resends}${p.applied_before_kill !== p.resends ? ` (${p.applied_before_kill})` : ''}`).join(', ') || 'no restarts'}; ` +
+      `SIGKILL mean ${rk.by_signal.SIGKILL.mean ?? '-'} max ${rk.by_signal.SIGKILL.max ?? '-'}, SIGTERM mean ${rk.by_signal.SIGTERM.mean ?? '-'} max ${rk.by_signal.SIGTERM.max ?? '-'}`,
+  );
   lines.push(`faults injected: antchain ${JSON.stringify(r.faults_injected.antchain)}; zhima ${JSON.stringify(r.faults_injected.zhima)}`);
   if (Object.keys(r.parked_reasons).length) lines.push(`parked: ${JSON.stringify(r.parked_reasons)}`);
   for (const [k, v] of Object.entries(r.examples)) lines.push(`${k}: ${v.join('; ')}`);
