@@ -39,10 +39,13 @@ import {
   insertOrdersBulk,
   killAllChildren,
   ledgerExists,
+  ledgerSize,
   percentile,
+  processCpuSeconds,
   PROJECT,
   round,
   sleep,
+  slotActive,
   spawnConnector,
   startServer,
   startSims,
@@ -128,6 +131,14 @@ export interface BenchResult {
   rss_mb_peak: number | null;
   rsa_sign_per_s: number;
   peer_eps: number | null;
+  /** Connector + Postgres CPU (walsender included) per event ingested, µs (ingest phase). */
+  ingest_cpu_us_per_event: number | null;
+  /** On-disk size of the e2e phase's ledger schema per event it stored, bytes. */
+  ledger_bytes_per_event: number | null;
+  /** Events completed at both simulators per second over the first and the last 10% of the backlog's drain, and last/first. */
+  drain_start_eps: number | null;
+  drain_end_eps: number | null;
+  drain_end_to_start_ratio: number | null;
   details: Record<string, unknown>;
 }
 
@@ -254,6 +265,12 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs: num
   }
 }
 
+/** CPU seconds used so far by each live backend of the bench's probe pool (application_name bench-probe), by pid. */
+async function probeBackendsCpu(pool: pg.Pool): Promise<Map<number, number>> {
+  const { rows } = await pool.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE application_name = 'bench-probe'`);
+  return new Map(rows.map((r) => [r.pid, processCpuSeconds(r.pid)]));
+}
+
 /** Committed transactions in a database so far (pg_stat_database; flushed by the stats collector within ~0.5 s). */
 async function xacts(pool: pg.Pool, db: string): Promise<number> {
   const { rows } = await pool.query<{ n: string }>(`SELECT pg_stat_clear_snapshot(), (SELECT xact_commit FROM pg_stat_database WHERE datname = $1)::text AS n`, [db]);
@@ -292,6 +309,93 @@ function zhimaOrderViolations(z: ZhimaStats, byId: Map<string, { orderNo: string
     else if (!bought.has(ev.orderNo)) bad++;
   }
   return bad;
+}
+
+export interface DrainRates {
+  /** Resume → each simulator's first effect (requests hung before the resume time out, the sink probes and resumes), s; null: none. */
+  antchain_first_effect_s: number | null;
+  zhima_first_effect_s: number | null;
+  /** The drain: from the moment both sinks deliver (the later first effect) to its end: the last event completed at both simulators when the whole backlog was, else the end of the window. */
+  span_s: number;
+  /** Whether every backlog event reached both simulators within the window. */
+  complete: boolean;
+  /** Events completed at both simulators (an event completes at the later of its two effects). */
+  events_completed: number;
+  start_eps: number;
+  end_eps: number;
+  /** end_eps / start_eps (null when nothing completed in the first window). */
+  end_to_start_ratio: number | null;
+  /** The same windows per sink, in deliveries (effects) per second. */
+  antchain_start_per_s: number;
+  antchain_end_per_s: number;
+  zhima_start_per_s: number;
+  zhima_end_per_s: number;
+}
+
+/**
+ * Drain rate at the start and at the end of a resumed backlog, from the effect times the
+ * simulators recorded (reset at the resume, so every effect is the backlog's). The drain
+ * starts when both sinks deliver (the later of their first effects: an event needs both) and
+ * ends with the last event completed at both when the whole backlog was (`backlogEvents`),
+ * else at `windowEnd` (effects after it are left out); the rates are over its first and last
+ * 10%.
+ */
+export function drainRates(
+  fx: { antchain: Map<string, number>; zhima: Map<string, number> },
+  backlogEvents: number,
+  resumedAt: number,
+  windowEnd: number,
+): DrainRates {
+  const a = [...fx.antchain.values()].filter((t) => t <= windowEnd);
+  const z = [...fx.zhima.values()].filter((t) => t <= windowEnd);
+  const done: number[] = [];
+  for (const [key, at] of fx.antchain) {
+    const zt = fx.zhima.get(key);
+    if (zt !== undefined && Math.max(at, zt) <= windowEnd) done.push(Math.max(at, zt));
+  }
+  const min = (ts: number[]) => ts.reduce((m, t) => Math.min(m, t), Infinity);
+  const firstA = min(a);
+  const firstZ = min(z);
+  const since = (t: number) => (t === Infinity ? null : round((t - resumedAt) / 1000, 2));
+  const complete = done.length >= backlogEvents;
+  const base = { antchain_first_effect_s: since(firstA), zhima_first_effect_s: since(firstZ), complete, events_completed: done.length };
+  if (firstA === Infinity || firstZ === Infinity) {
+    return { ...base, span_s: 0, start_eps: 0, end_eps: 0, end_to_start_ratio: null, antchain_start_per_s: 0, antchain_end_per_s: 0, zhima_start_per_s: 0, zhima_end_per_s: 0 };
+  }
+  const first = Math.max(firstA, firstZ);
+  const end = complete ? done.reduce((m, t) => Math.max(m, t), first) : windowEnd;
+  const span = Math.max(1, end - first);
+  const w = span / 10;
+  // [first, first + w) and (end - w, end]: two windows of the same length, ms timestamps.
+  const rate = (ts: number[], head: boolean) => ts.filter((t) => (head ? t >= first && t < first + w : t > end - w && t <= end)).length / (w / 1000);
+  const startEps = rate(done, true);
+  const endEps = rate(done, false);
+  return {
+    ...base,
+    span_s: round(span / 1000, 2),
+    start_eps: round(startEps),
+    end_eps: round(endEps),
+    end_to_start_ratio: startEps > 0 ? round(endEps / startEps, 2) : null,
+    antchain_start_per_s: round(rate(a, true)),
+    antchain_end_per_s: round(rate(a, false)),
+    zhima_start_per_s: round(rate(z, true)),
+    zhima_end_per_s: round(rate(z, false)),
+  };
+}
+
+const DRAIN_RATE_METHOD =
+  'events completed at both simulators (an event completes at the later of its two effects; simulator clocks, ms) per second over the first and the last 10% of the drain; ' +
+  'the drain starts when both sinks deliver again (the later of the two simulators\' first effects after the resume: requests hung during the pause time out first and the sinks probe, ' +
+  'details.*.antchain_first_effect_s / zhima_first_effect_s) and ends with the last event completed if the whole backlog completed within --drain-seconds, else at the end of that window ' +
+  '(then "end" is the end of the window, not of the backlog); ratio = end / start; per-sink deliveries/s over the same windows beside it';
+
+function renderDrain(name: string, d: DrainRates): string {
+  return (
+    `${name}: drain rate ${d.start_eps} events/s over the first 10% and ${d.end_eps} events/s over the last 10% of ${d.span_s} s (ratio ${d.end_to_start_ratio ?? 'n/a'}; ` +
+    `${d.complete ? 'whole backlog delivered' : 'backlog not finished: the last 10% is the end of the window'}; ${d.events_completed} events at both simulators; ` +
+    `first effects ${d.antchain_first_effect_s ?? 'none'} s (antchain) and ${d.zhima_first_effect_s ?? 'none'} s (zhima) after the resume; ` +
+    `antchain ${d.antchain_start_per_s} → ${d.antchain_end_per_s}, zhima ${d.zhima_start_per_s} → ${d.zhima_end_per_s} deliveries/s)`
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,6 +445,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     // --- decode + ingest (+ the backlog of the ingest phase) ------------------------------
     let decodeEps: number | null = null;
     let ingestEps: number | null = null;
+    let ingestCpuUs: number | null = null;
+    let drain: DrainRates | null = null;
     if (opts.phases.has('ingest')) {
     const N = opts.events;
     const ingestUrl = await createOrderDatabase(server.url, 'bench_ingest');
@@ -358,18 +464,38 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
 
     await sims.antchain.setFaults({ hangRate: 1 });
     await sims.zhima.setFaults({ hangRate: 1 });
-    const ledgerPool = new pg.Pool({ connectionString: ingestUrl, max: 2 });
+    // application_name: the probe's own backend is measured apart from the connector's (ingest_cpu_us_per_event).
+    // idleTimeoutMillis 0: those backends live until the pool ends, so none exits unmeasured.
+    const ledgerPool = new pg.Pool({ connectionString: ingestUrl, max: 2, application_name: 'bench-probe', idleTimeoutMillis: 0 });
     ledgerPool.on('error', () => {}); // an idle client ended by the server (a phase's clean-up) must not end the run
     let rc = startConnector(sims, ingestUrl, 'relay_slot', 'ledger_ingest', opts, sinkOverrides(opts.concurrency));
     const ingestRc = rc;
     let endCpu = account('ingest', () => ingestRc.proc.pid);
+    // CPU of the ingest: the connector and our Postgres (backends, walsender, background
+    // processes), from the moment its slot streams (start-up and migrations before it are
+    // reported apart) until the checkpoint passes the last commit.
+    const dataDir = server.dataDir;
+    const ingestCpu = () => cpuSeconds({ connector: ingestRc.proc.pid }, dataDir);
+    const cpuAtSpawn = ingestCpu();
+    let cpuAtStreaming: Record<string, number> | undefined;
+    let probeAtStreaming = new Map<number, number>();
+    let streamingAt = 0;
     const doneAt = await until(
-      async () => (await ledgerExists(ledgerPool, 'ledger_ingest')) && (await checkpointAt(ledgerPool, 'ledger_ingest')) >= decode.lastCommitEnd,
+      async () => {
+        if (!cpuAtStreaming && (await slotActive(ledgerPool, 'relay_slot'))) {
+          cpuAtStreaming = ingestCpu();
+          streamingAt = Date.now();
+          probeAtStreaming = await probeBackendsCpu(ledgerPool);
+        }
+        return (await ledgerExists(ledgerPool, 'ledger_ingest')) && (await checkpointAt(ledgerPool, 'ledger_ingest')) >= decode.lastCommitEnd;
+      },
       'the ingest checkpoint',
       600_000,
       20,
       rc.proc,
     );
+    const cpuAtDone = ingestCpu();
+    const probeAtDone = await probeBackendsCpu(ledgerPool);
     const firstAt = await firstAppendAt(ledgerPool, 'ledger_ingest');
     const counts = (await ledgerPool.query<{ e: number; d: number }>(`SELECT (SELECT count(*) FROM ledger_ingest.events)::int AS e, (SELECT count(*) FROM ledger_ingest.deliveries)::int AS d`)).rows[0]!;
     endCpu();
@@ -382,6 +508,47 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       'WAL pre-generated (N inserts committed before the connector starts); deliveries paused (both simulators hang every request); ' +
       'from the first ledger append (min(events.created_at)) until the ledger checkpoint passes the last commit (polled every 20 ms)';
     if (counts.e !== N || counts.d !== 2 * N) throw new Error(`ingest: expected ${N} events and ${2 * N} deliveries, ledger has ${counts.e} and ${counts.d}`);
+
+    {
+      const streamStart = cpuAtStreaming ?? cpuAtSpawn;
+      const part = (from: Record<string, number>, to: Record<string, number>, k: string) => (to[k] ?? 0) - (from[k] ?? 0);
+      const connectorS = part(streamStart, cpuAtDone, 'connector');
+      const postgresS = part(streamStart, cpuAtDone, 'postgres');
+      // The bench's own polling backend (one or two small queries every 20 ms) runs on the same
+      // server: measured by its pid (application_name bench-probe) and taken out.
+      let probeS = 0;
+      for (const [pid, s] of probeAtDone) probeS += Math.max(0, s - (probeAtStreaming.get(pid) ?? 0));
+      const perEvent = ((connectorS + postgresS - probeS) * 1e6) / N;
+      ingestCpuUs = perEvent;
+      const startupConnector = part(cpuAtSpawn, streamStart, 'connector');
+      const startupPostgres = part(cpuAtSpawn, streamStart, 'postgres');
+      const wholeUs = ((part(cpuAtSpawn, cpuAtDone, 'connector') + part(cpuAtSpawn, cpuAtDone, 'postgres') - probeS) * 1e6) / N;
+      details.ingest_cpu = {
+        events: N,
+        window_s: round((doneAt - (cpuAtStreaming ? streamingAt : ingestRc.startedAt)) / 1000, 2),
+        connector_s: round(connectorS, 2),
+        postgres_s: round(postgresS, 2),
+        pg_walsender_s: round(part(streamStart, cpuAtDone, 'pg_walsender'), 2),
+        probe_backend_s: round(probeS, 2),
+        us_per_event: round(perEvent, 1),
+        connector_us_per_event: round((connectorS * 1e6) / N, 1),
+        postgres_us_per_event: round(((postgresS - probeS) * 1e6) / N, 1),
+        startup_connector_s: round(startupConnector, 2),
+        startup_postgres_s: round(startupPostgres, 2),
+        us_per_event_with_startup: round(wholeUs, 1),
+        tick_s: 0.01,
+      };
+      log(
+        `ingest: CPU ${round(perEvent, 1)} µs/event (connector ${round(connectorS, 2)} s + postgres ${round(postgresS - probeS, 2)} s, walsender ${round(part(streamStart, cpuAtDone, 'pg_walsender'), 2)} s of it, ` +
+          `over ${N} events from the slot streaming to the checkpoint; start-up before it: connector ${round(startupConnector, 2)} s, postgres ${round(startupPostgres, 2)} s → ${round(wholeUs, 1)} µs/event with it)`,
+      );
+      method.ingest_cpu_us_per_event =
+        '(connector CPU + Postgres CPU) / N events ingested (the N pre-generated PAID orders, one TRADE_SUCCESS event each), µs; utime+stime from /proc/<pid>/stat (10 ms ticks), the same sampling as details.cpu_seconds: ' +
+        'the connector process (all its threads), and our Postgres server: the postmaster with the CPU of its exited children plus every live child (backends running the ledger SQL, ' +
+        'the walsender decoding the WAL, checkpointer, walwriter, autovacuum…); the bench\'s own polling backend (application_name bench-probe) is subtracted; ' +
+        'from the first 20 ms poll that sees the slot active (connector started and ledger migrated: that start-up is details.ingest_cpu.startup_*) until the poll that sees the checkpoint pass the last commit; ' +
+        'not counted: the simulators (their requests hang), the bench process, other processes on the machine';
+    }
 
     // The ledger statements on a full backlog, as the connector runs them (rolled back).
     const plans = await explainLedger(ingestUrl, 'ledger_ingest', { batch: 5000, sink: 'zhima' });
@@ -397,9 +564,12 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     tg = Date.now();
     endCpu = account('drain', () => ingestRc.proc.pid);
     await sleep(opts.drainSeconds * 1000);
+    const drainEnd = Date.now();
     endCpu();
     const drained = await effectTimes(sims);
     const drainSeconds = (Date.now() - tg) / 1000;
+    drain = drainRates(drained, N, tg, drainEnd);
+    log(renderDrain('drain', drain));
     const drainDeliveries = drained.antchain.size + drained.zhima.size;
     rss.ingest_backlog_resumed = rc.proc.memory.peakMb;
     log(`drain: ${drainDeliveries} deliveries accepted at the simulators in ${round(drainSeconds, 1)} s = ${round(drainDeliveries / drainSeconds)} deliveries/s from a ${N}-event backlog (RSS peak ${round(rc.proc.memory.peakMb)} MB)`);
@@ -412,13 +582,14 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     log(`ledger statements after ANALYZE: ${analyzed.map((p) => `${p.statement} ${p.executionMs} ms`).join('; ')}`);
     if (opts.explain) log(renderPlans(analyzed));
     await ledgerPool.end();
-    details.drain = { seconds: round(drainSeconds, 1), deliveries: drainDeliveries, deliveries_per_s: round(drainDeliveries / drainSeconds) };
+    details.drain = { seconds: round(drainSeconds, 1), deliveries: drainDeliveries, deliveries_per_s: round(drainDeliveries / drainSeconds), rates: drain };
     }
 
     // --- e2e and e2e80 on one pre-generated WAL, two slots -------------------------------
     const M = opts.e2eOrders;
     let e2eEps: number | null = null;
     let e2e80Eps: number | null = null;
+    let ledgerBytes: number | null = null;
     let p50: number | null = null;
     let p99: number | null = null;
     if (opts.phases.has('e2e') || opts.phases.has('e2e80') || opts.phases.has('latency')) {
@@ -473,17 +644,35 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
           `requests ${fx.a.requests}+${fx.z.requests}; antchain TCP connections ${(fx.a as AntchainStats & { connections?: number }).connections ?? '?'}; RSS peak ${round(rc.proc.memory.peakMb)} MB; start-up to first append ${first - rc.startedAt} ms)`,
       );
       await stopConnector(rc, profiles, name, log);
+      // The ledger on disk once the connector is gone, per event the phase stored: the phase's
+      // schema is new, and it holds exactly the workload's events (the wait above is for every
+      // one of their deliveries to settle).
+      const size = await ledgerSize(e2ePool, schema);
+      const bytesPerEvent = size.bytes / expected.length;
+      log(
+        `${name}: ledger ${schema} ${round(size.bytes / 1048576, 2)} MiB on disk for ${expected.length} events = ${round(bytesPerEvent)} bytes/event ` +
+          `(${Object.entries(size.tables).slice(0, 6).map(([t, b]) => `${t} ${round(b / 1024)} KiB`).join(', ')}${size.partitionedParentBytes ? `; partitioned parents report ${size.partitionedParentBytes} bytes, not summed` : ''})`,
+      );
       // Backends flush their statistics when they exit: count after the connector is gone.
       await sleep(1000);
       const txPerEvent = ((await xacts(e2ePool, 'bench_e2e')) - x0) / expected.length;
       log(`${name}: ${round(txPerEvent, 1)} connector transactions per event in the source/ledger database (claims, settles, appends, lookups)`);
-      return { eps: both / seconds, db_transactions_per_event: round(txPerEvent, 1), both, expected: expected.length, seconds: round(seconds, 2), fifo_violations: violations, unexpected_keys: unexpected, concurrency, requests: fx.a.requests + fx.z.requests };
+      return {
+        eps: both / seconds, db_transactions_per_event: round(txPerEvent, 1), both, expected: expected.length, seconds: round(seconds, 2), fifo_violations: violations, unexpected_keys: unexpected, concurrency, requests: fx.a.requests + fx.z.requests,
+        ledger_bytes: size.bytes, ledger_bytes_per_event: round(bytesPerEvent), ledger_tables_bytes: size.tables, ledger_partitioned_parent_bytes: size.partitionedParentBytes,
+      };
     };
 
     if (opts.phases.has('e2e')) {
       const e2e = await e2ePhase('e2e', 'relay_a', 'ledger_a', opts.concurrency);
       details.e2e = e2e;
       e2eEps = e2e.eps;
+      ledgerBytes = e2e.ledger_bytes_per_event;
+      method.ledger_bytes_per_event =
+        `after the e2e phase, with its connector stopped: the sum of pg_total_relation_size (heap + indexes + TOAST + free-space and visibility maps) over every table of its ledger schema ` +
+        `(pg_class relkind 'r' in the schema, plus the leaf partitions of its relkind 'p' tables wherever they live, each once; the parents have no storage, 0 on PostgreSQL 15), ` +
+        `divided by the ${expected.length} events of the e2e workload, all ingested into that fresh schema in the run; ` +
+        `what the ledger keeps beside events (deliveries, attempts, order rows, checkpoints, dead tuples not yet vacuumed) is in the numerator, sequences are not; per table in details.e2e.ledger_tables_bytes`;
     }
     if (opts.phases.has('e2e80')) {
       await sims.antchain.setFaults({ latencyMs: 60, jitterMs: 40 });
@@ -662,11 +851,15 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       await sims.zhima.reset();
       const bt = Date.now();
       await sleep(opts.drainSeconds * 1000);
+      const bEnd = Date.now();
       const { rows } = await bPool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ledger_bl.deliveries WHERE status = 'delivered'`);
       const bSeconds = (Date.now() - bt) / 1000;
+      const backlogDrain = drainRates(await effectTimes(sims), B, bt, bEnd);
+      log(renderDrain('backlog', backlogDrain));
+      drain = backlogDrain;
       rss.backlog = brc.proc.memory.peakMb;
       log(`backlog: resumed for ${round(bSeconds, 1)} s: ${rows[0]!.n} deliveries recorded delivered in the ledger; RSS peak ${round(brc.proc.memory.peakMb)} MB`);
-      details.backlog = { events: B, ingest_s: round((bDone - bFirst) / 1000, 1), ingest_rss_mb: round(ingestPeak), resumed_s: round(bSeconds, 1), delivered: rows[0]!.n, rss_mb_peak: round(brc.proc.memory.peakMb) };
+      details.backlog = { events: B, ingest_s: round((bDone - bFirst) / 1000, 1), ingest_rss_mb: round(ingestPeak), resumed_s: round(bSeconds, 1), delivered: rows[0]!.n, rss_mb_peak: round(brc.proc.memory.peakMb), drain_rates: backlogDrain };
       await stopConnector(brc, profiles, 'backlog', log);
       await bPool.end();
       await dropSlot(bUrl, 'relay_bl');
@@ -676,6 +869,10 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const peer = opts.phases.has('peer') ? await measurePeer(server.url, opts.peerEvents, log) : null;
     method.peer_eps = `pg-transactional-outbox 0.5.7 replication listener, default (mutex) concurrency controller, no-op handler, ${opts.peerEvents} pre-committed outbox rows carrying the same order rows; listener start to last handled`;
 
+    if (drain) {
+      details.drain_rates_from = opts.backlog > 0 ? `the --backlog run (${opts.backlog} events)` : `the ingest phase's backlog (${opts.events} events)`;
+      method.drain_start_eps = `${DRAIN_RATE_METHOD}; measured on ${details.drain_rates_from}, resumed for ${opts.drainSeconds} s (both drains in details.drain.rates and details.backlog.drain_rates)`;
+    }
     const rssPeak = Object.keys(rss).length ? Math.max(...Object.values(rss)) : null;
     details.rss_mb_by_phase = Object.fromEntries(Object.entries(rss).map(([k, v]) => [k, round(v)]));
     method.rss_mb_peak = `VmHWM of the connector process (/proc/<pid>/status, sampled every 100 ms), highest over every phase; the ingest phase is a backlog run (deliveries paused, then resumed); connector node flags: ${opts.connectorNodeArgs.join(' ') || 'none'} (the Dockerfile's NODE_OPTIONS)`;
@@ -695,6 +892,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
       rss_mb_peak: maybe(rssPeak),
       rsa_sign_per_s: round(rsa),
       peer_eps: maybe(peer?.eps ?? null),
+      ingest_cpu_us_per_event: ingestCpuUs === null ? null : round(ingestCpuUs, 1),
+      ledger_bytes_per_event: maybe(ledgerBytes),
+      drain_start_eps: drain ? drain.start_eps : null,
+      drain_end_eps: drain ? drain.end_eps : null,
+      drain_end_to_start_ratio: drain ? drain.end_to_start_ratio : null,
       details,
     };
   } finally {
@@ -803,7 +1005,10 @@ export const TARGETS: Record<string, { op: '>=' | '<='; value: number }> = {
 };
 
 export function renderResult(r: BenchResult): string {
-  const keys = ['decode_eps', 'ingest_eps', 'e2e_eps', 'e2e_eps_latency80', 'p50_ms', 'p99_ms', 'rss_mb_peak', 'rsa_sign_per_s', 'peer_eps'] as const;
+  const keys = [
+    'decode_eps', 'ingest_eps', 'e2e_eps', 'e2e_eps_latency80', 'p50_ms', 'p99_ms', 'rss_mb_peak', 'rsa_sign_per_s', 'peer_eps',
+    'ingest_cpu_us_per_event', 'ledger_bytes_per_event', 'drain_start_eps', 'drain_end_eps', 'drain_end_to_start_ratio',
+  ] as const;
   const rows = keys.map((k) => {
     const t = TARGETS[k];
     const v = r[k];

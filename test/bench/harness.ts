@@ -431,6 +431,57 @@ export async function ledgerExists(pool: pg.Pool, schema: string): Promise<boole
   return rows[0]!.ok;
 }
 
+/** Whether a walsender is streaming from the slot (pg_replication_slots.active). */
+export async function slotActive(pool: pg.Pool | pg.Client, slot: string): Promise<boolean> {
+  const { rows } = await pool.query<{ a: boolean }>(`SELECT active AS a FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+  return rows[0]?.a === true;
+}
+
+export interface LedgerSize {
+  /** Sum of pg_total_relation_size (heap, indexes, TOAST and its index, FSM/VM) of every table with storage. */
+  bytes: number;
+  /** Bytes per table (schema-qualified name), biggest first. */
+  tables: Record<string, number>;
+  /** pg_total_relation_size of the partitioned parents themselves: no storage, 0 on PostgreSQL 15 (not in `bytes`). */
+  partitionedParentBytes: number;
+}
+
+/**
+ * The ledger's on-disk size without knowing its table names: every ordinary table (relkind
+ * 'r') in the schema, and every leaf partition of a partitioned table (relkind 'p') of the
+ * schema, wherever the partition lives; each relation once (a partition in the schema is both
+ * an 'r' there and a leaf of its parent). The parents are left out of the sum: they have no
+ * storage (their pg_total_relation_size is 0 on 15, checked in `partitionedParentBytes`), and
+ * their leaves' sizes already include the leaves' indexes and TOAST.
+ */
+export async function ledgerSize(pool: pg.Pool | pg.Client, schema: string): Promise<LedgerSize> {
+  const { rows } = await pool.query<{ name: string; kind: string; bytes: string }>(
+    `WITH own AS (
+       SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+     ), rels AS (
+       SELECT oid FROM own
+       UNION
+       SELECT t.relid FROM own, pg_partition_tree(own.oid) t WHERE own.relkind = 'p'
+     )
+     SELECT c.oid::regclass::text AS name, c.relkind::text AS kind, pg_total_relation_size(c.oid)::text AS bytes
+       FROM rels JOIN pg_class c ON c.oid = rels.oid
+      ORDER BY pg_total_relation_size(c.oid) DESC, 1`,
+    [schema],
+  );
+  const tables: Record<string, number> = {};
+  let bytes = 0;
+  let partitionedParentBytes = 0;
+  for (const r of rows) {
+    if (r.kind === 'p') partitionedParentBytes += Number(r.bytes);
+    else if (r.kind === 'r') {
+      bytes += Number(r.bytes);
+      tables[r.name] = Number(r.bytes);
+    }
+  }
+  return { bytes, tables, partitionedParentBytes };
+}
+
 export async function currentLsn(pool: pg.Pool | pg.Client): Promise<bigint> {
   const { rows } = await pool.query<{ l: string }>(`SELECT (pg_current_wal_insert_lsn() - '0/0')::text AS l`);
   return BigInt(rows[0]!.l);
@@ -520,6 +571,12 @@ function statTimes(pid: number): { comm: string; ppid: number; self: number; chi
   } catch {
     return undefined;
   }
+}
+
+/** CPU seconds (user + system, all threads) a live process has used so far; 0 when it is gone. */
+export function processCpuSeconds(pid: number): number {
+  const t = statTimes(pid);
+  return t ? t.self / TICKS_PER_S : 0;
 }
 
 function machineBusySeconds(): number {

@@ -36,7 +36,8 @@ if (values.help) {
   --latency-seconds S   duration of the 500 events/s latency run (default 20)
   --warmup-seconds S    the same load before the measured window, reported apart (default 3)
   --rate R              offered events/s for the latency run (default 500)
-  --backlog N           extra backlog run of N events for the memory ceiling (e.g. 1000000)
+  --backlog N           extra backlog run of N events for the memory ceiling (e.g. 1000000); its drain
+                        gives drain_start_eps / drain_end_eps (else the ingest phase's backlog does)
   --drain-seconds S     how long a paused backlog is resumed and measured (default 20)
   --peer-events N       rows for pg-transactional-outbox (default events/40)
   --concurrency N       per-sink concurrency for e2e and latency (default 64)
