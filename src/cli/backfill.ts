@@ -246,6 +246,9 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
       }
     }
 
+    // Sinks are registered outside the page's transaction: inside it, a registration would
+    // hold every other writer of the ledger until the page commits.
+    for (const sink of sinks) await registered(sink.name);
     const client = await ledgerPool.connect();
     try {
       await client.query('BEGIN');
@@ -283,6 +286,13 @@ export async function createRereader(config: Config, deps: { logger: Logger; env
     } finally {
       client.release();
     }
+  }
+
+  const registeredSinks = new Set<string>();
+  async function registered(name: string): Promise<void> {
+    if (registeredSinks.has(name)) return;
+    await createLedger(ledgerPool, schema).sinkBit(name);
+    registeredSinks.add(name);
   }
 
   function sinksFor(event: BusinessEvent): string[] {

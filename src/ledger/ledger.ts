@@ -127,7 +127,9 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
   const flushText = sql.flushLog(s);
   const settleText = sql.settleExceptions(s);
 
-  // Sink names to bits of the log's `sinks` mask: registered once, never renumbered.
+  // Sink names to bits of the log's `sinks` mask: registered once, never renumbered. On a
+  // client inside the caller's transaction a registration joins that transaction and holds
+  // other writers until it commits: register first (`sinkBit`), as backfill does.
   let bits: Map<string, number> | null = null;
   async function sinkBits(names: readonly string[]): Promise<Map<string, number>> {
     if (bits && names.every((n) => bits!.has(n))) return bits;

@@ -51,22 +51,40 @@ describe('ledger checkpoints', () => {
   });
 });
 
-describe('ledger outcomes', () => {
+/** Makes the event at `seq` a delivery row of `sink` (as the dispatcher does when it cannot settle it quickly). */
+async function toRow(l: Ledger, sink: string, status: 'pending' | 'rejected' = 'pending'): Promise<void> {
+  await l.cursors(sink);
+  const { entries } = await l.readLog(sink, 0, 100);
+  await l.flushLog({
+    sink,
+    outcomes: [],
+    exceptions: entries.map((entry) => ({ entry, status, attempts: 0, delayMs: 0 })),
+    attempts: [],
+    cursors: entries.map((e) => ({ shard: e.shard, seq: e.seq })),
+  });
+}
+
+const hexId = (n: number) => n.toString(16).padStart(32, '0');
+
+describe('ledger outcomes of delivery rows', () => {
   it('record every attempt, keep only the last `attemptHistory`, and drop a stale outcome', async () => {
     const c = await db.pool.connect();
     await migrate(c, 'l3');
     c.release();
     const small = createLedger(db.pool, 'l3', { attemptHistory: 2 });
-    const event = { id: 'e1', code: 'TRADE_SUCCESS', kind: 'TRADE', orderKey: 'o1', orderNo: 'o1', occurredAt: '2026-11-21T10:00:00Z', order: { order_no: 'o1', note: 'quote " and \\ backslash, 票' } } as const;
+    const event = { id: hexId(1), code: 'TRADE_SUCCESS', kind: 'TRADE', orderKey: 'o1', orderNo: 'o1', occurredAt: '2026-11-21T10:00:00Z', order: { order_no: 'o1', note: 'quote " and \\ backslash, 票' } } as const;
     await small.append({ source: 's', events: [{ event, sinks: ['a'], position: '0/1', committedAt: '2026-11-21T10:00:00Z' }], orders: [], bad: [], checkpoints: [] });
+    await toRow(small, 'a');
+    let id = '';
     for (let n = 1; n <= 4; n++) {
       const [claim] = await small.claim('a', 10, 60_000);
       expect(claim?.attempt).toBe(n);
       expect(claim?.event).toEqual(event);
+      id = claim!.id;
       const last = n === 4;
       const applied = await small.settle([
         {
-          eventId: 'e1', sink: 'a', deliveryId: claim!.id, attempt: n,
+          eventId: event.id, sink: 'a', deliveryId: claim!.id, attempt: n,
           status: last ? 'delivered' : 'pending', delayMs: 0, outcome: last ? 'delivered' : 'retry',
           code: last ? '10000' : 'HTTP_503', message: last ? undefined : 'busy "now"',
           result: last ? { event_id: 'E1', note: 'ü "q"' } : undefined,
@@ -76,63 +94,71 @@ describe('ledger outcomes', () => {
       expect(applied).toBe(1);
     }
     // Attempt 3's outcome arriving late (its lease had run out) changes nothing.
-    expect(await small.settle([{ eventId: 'e1', sink: 'a', deliveryId: '1', attempt: 3, status: 'rejected', outcome: 'rejected' }])).toBe(0);
-    const { rows: attempts } = await db.pool.query(`SELECT attempt, outcome, request_id, http_status, duration_ms FROM l3.attempts ORDER BY attempt`);
+    expect(await small.settle([{ eventId: event.id, sink: 'a', deliveryId: id, attempt: 3, status: 'rejected', outcome: 'rejected' }])).toBe(0);
+    const { rows: attempts } = await db.pool.query(`SELECT sink, attempt, outcome, request_id, http_status, duration_ms FROM l3.attempts ORDER BY attempt`);
     expect(attempts).toEqual([
-      { attempt: 3, outcome: 'retry', request_id: 'req3', http_status: 503, duration_ms: 1 },
-      { attempt: 4, outcome: 'delivered', request_id: 'req4', http_status: 200, duration_ms: 1 },
+      { sink: 'a', attempt: 3, outcome: 'retry', request_id: 'req3', http_status: 503, duration_ms: 1 },
+      { sink: 'a', attempt: 4, outcome: 'delivered', request_id: 'req4', http_status: 200, duration_ms: 1 },
     ]);
     const { rows: d } = await db.pool.query(`SELECT status, attempts, last_code, result FROM l3.deliveries`);
     expect(d).toEqual([{ status: 'delivered', attempts: 4, last_code: '10000', result: { event_id: 'E1', note: 'ü "q"' } }]);
   });
 });
 
-describe('ledger appends that claim', () => {
-  it('store a delivery already claimed only when it could be claimed: first of its order, nothing unfinished before it, within the room', async () => {
+describe('ledger appends', () => {
+  const ev = (n: number, order: string, sinks: string[]) => ({
+    event: { id: hexId(n), code: 'TRADE_SUCCESS', kind: 'TRADE', orderKey: order, orderNo: order, occurredAt: '2026-11-21T10:00:00Z', order: { order_no: order } } as const,
+    sinks,
+    position: '0/1',
+    committedAt: '2026-11-21T10:00:00Z',
+  });
+
+  it('number new events in order, drop repeats by id, and say which wait behind an open delivery row of their order', async () => {
     const c = await db.pool.connect();
     await migrate(c, 'l4');
     c.release();
     const l = createLedger(db.pool, 'l4');
-    const ev = (id: string, order: string, sinks: string[]) => ({
-      event: { id, code: 'TRADE_SUCCESS', kind: 'TRADE', orderKey: order, orderNo: order, occurredAt: '2026-11-21T10:00:00Z', order: { order_no: order } } as const,
-      sinks,
-      position: '0/1',
-      committedAt: '2026-11-21T10:00:00Z',
-    });
-    const first = await l.append({
-      source: 's',
-      events: [ev('e1', 'A', ['a', 'b']), ev('e2', 'A', ['a']), ev('e3', 'B', ['a'])],
-      orders: [],
-      bad: [],
-      checkpoints: [],
-      room: [{ sink: 'a', n: 1, leaseMs: 60_000 }, { sink: 'b', n: 5, leaseMs: 60_000 }],
-    });
-    // a: e1 (first of A) fills the room of 1; e2 waits behind e1; e3 (B) waits for room.
-    expect(first.leased.map((x) => `${x.eventId}/${x.sink}`).sort()).toEqual(['e1/a', 'e1/b']);
-    const second = await l.append({
-      source: 's',
-      events: [ev('e4', 'A', ['b']), ev('e5', 'C', ['b'])],
-      orders: [],
-      bad: [],
-      checkpoints: [],
-      room: [{ sink: 'b', n: 5, leaseMs: 60_000 }],
-    });
-    // A still has e1 unfinished at b: e4 waits; C is free.
-    expect(second.leased.map((x) => `${x.eventId}/${x.sink}`)).toEqual(['e5/b']);
-    const { rows } = await db.pool.query(`SELECT event_id, sink, attempts, lease_until IS NOT NULL AS leased FROM l4.deliveries ORDER BY id`);
-    expect(rows).toEqual([
-      { event_id: 'e1', sink: 'a', attempts: 1, leased: true },
-      { event_id: 'e1', sink: 'b', attempts: 1, leased: true },
-      { event_id: 'e2', sink: 'a', attempts: 0, leased: false },
-      { event_id: 'e3', sink: 'a', attempts: 0, leased: false },
-      { event_id: 'e4', sink: 'b', attempts: 0, leased: false },
-      { event_id: 'e5', sink: 'b', attempts: 1, leased: true },
+    const first = await l.append({ source: 's', events: [ev(1, 'A', ['a', 'b']), ev(2, 'A', ['a']), ev(3, 'B', ['a'])], orders: [], bad: [], checkpoints: [], handOver: ['a', 'b'] });
+    expect(first.inserted).toBe(3);
+    expect(first.deliveries).toEqual({ a: 3, b: 1 });
+    expect(first.appended.after).toBe(0);
+    expect(first.appended.entries.map((e) => [e.eventId, e.seq, [...e.blocked]])).toEqual([
+      [hexId(1), 1, []],
+      [hexId(2), 2, []],
+      [hexId(3), 3, []],
     ]);
-    // A claim takes what was left: e3 at a (e2 waits behind the leased e1), nothing at b.
-    expect((await l.claim('a', 10, 60_000)).map((x) => x.eventId)).toEqual(['e3']);
-    expect(await l.claim('b', 10, 60_000)).toEqual([]);
-    // Without room, an append claims nothing.
-    const third = await l.append({ source: 's', events: [ev('e6', 'D', ['a'])], orders: [], bad: [], checkpoints: [] });
-    expect(third.leased).toEqual([]);
+    // Order A gets a parked row at a: its next event waits there, not at b; repeats are dropped (their seqs are a gap).
+    await l.cursors('a');
+    const { entries } = await l.readLog('a', 0, 1);
+    await l.flushLog({ sink: 'a', outcomes: [], exceptions: [{ entry: entries[0]!, status: 'rejected', attempts: 1, delayMs: 0, code: 'BAD' }], attempts: [], cursors: [{ shard: entries[0]!.shard, seq: 1 }] });
+    const second = await l.append({ source: 's', events: [ev(1, 'A', ['a', 'b']), ev(4, 'A', ['a', 'b']), ev(5, 'C', ['a'])], orders: [], bad: [], checkpoints: [], handOver: ['a', 'b'] });
+    expect(second.inserted).toBe(2);
+    expect(second.appended.after).toBe(3);
+    expect(second.appended.entries.map((e) => [e.eventId, [...e.blocked]])).toEqual([
+      [hexId(4), ['a']],
+      [hexId(5), []],
+    ]);
+    expect(second.appended.entries[0]!.seq).toBeGreaterThan(3);
+    // A read shows the same: in seq order, with the block, only the sink's events.
+    const read = await l.readLog('b', 0, 10);
+    expect(read.entries.map((e) => [e.eventId, e.blocked.has('b')])).toEqual([[hexId(1), false], [hexId(4), false]]);
+    const readA = await l.readLog('a', 1, 10);
+    expect(readA.entries.map((e) => [e.eventId, e.blocked.has('a')])).toEqual([[hexId(2), true], [hexId(3), false], [hexId(4), true], [hexId(5), false]]);
+    expect(readA.horizon).toBe(second.appended.entries.at(-1)!.seq);
+    // Without a hand-over the append looks nothing up.
+    const third = await l.append({ source: 's', events: [ev(6, 'A', ['a'])], orders: [], bad: [], checkpoints: [] });
+    expect(third.appended.entries[0]!.blocked.size).toBe(0);
+    expect(third.handOver).toEqual([]);
+  });
+
+  it('refuses to change the shard count of an existing ledger only through the config check: the stored count decides', async () => {
+    const c = await db.pool.connect();
+    await migrate(c, 'l5', { shards: 3 });
+    await migrate(c, 'l5', { shards: 7 });
+    c.release();
+    const l = createLedger(db.pool, 'l5');
+    expect(await l.cursors('a')).toEqual([0, 0, 0]);
+    const r = await l.append({ source: 's', events: Array.from({ length: 30 }, (_, i) => ev(100 + i, `o${i}`, ['a'])), orders: [], bad: [], checkpoints: [] });
+    expect(new Set(r.appended.entries.map((e) => e.shard))).toEqual(new Set([0, 1, 2]));
   });
 });
