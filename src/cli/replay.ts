@@ -10,8 +10,10 @@ import {
   HELD,
   matchDeliveries,
   requeueParked,
+  resolveInputs,
   skipParked,
   unknownEvents,
+  unresolvedInputs,
   type DeliveryAction,
   type DeliveryFilter,
   type DeliveryOutcome,
@@ -343,14 +345,10 @@ export async function reprocessInputs(
   pool.on('error', () => {});
   const outcomes: InputOutcome[] = [];
   try {
-    const { rows } = await pool.query<{ id: string; stream: string; reason: string; raw: string }>(
-      `SELECT id::text, stream, reason, raw FROM ${schema}.parked_inputs
-        WHERE resolved_at IS NULL AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[])) ORDER BY id`,
-      [options.ids?.length ? options.ids : null],
-    );
+    const rows = await unresolvedInputs(pool, schema, options.ids);
     if (options.dismiss) {
       if (!options.ids?.length) throw new Error('--dismiss needs --input <id> for each input to dismiss');
-      await pool.query(`UPDATE ${schema}.parked_inputs SET resolved_at = now() WHERE resolved_at IS NULL AND id = ANY($1::bigint[])`, [options.ids]);
+      await resolveInputs(pool, schema, options.ids);
       return rows.map((r) => ({ id: r.id, result: 'dismissed', detail: 'marked resolved without re-processing' }));
     }
     if (rows.length === 0) return [];
@@ -371,7 +369,7 @@ export async function reprocessInputs(
         const stored = await reader.store(spec, current, {
           parkBad: false,
           inTransaction: async (client, outcome) => {
-            if (outcome.bad === 0) await client.query(`UPDATE ${schema}.parked_inputs SET resolved_at = now() WHERE id = $1 AND resolved_at IS NULL`, [input.id]);
+            if (outcome.bad === 0) await resolveInputs(client, schema, [input.id]);
           },
         });
         if (stored.bad.length) {

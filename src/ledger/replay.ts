@@ -1,28 +1,43 @@
 import type pg from 'pg';
 import type { BusinessEvent, JsonValue } from '../core/events.js';
+import * as q from './replay-sql.js';
 
 /**
- * What `order-relay replay` does to parked deliveries, as ledger statements: re-queue them
- * (with the payload re-rendered from the fixed source row, when the caller can render it),
- * skip them, and hold what waits behind a skipped one. Each call is one transaction; with
- * `dryRun` the very same statements run and are rolled back, so a dry run reports exactly
- * what the real run would do.
+ * What `order-relay replay` does to parked deliveries, as ledger statements (`replay-sql.ts`):
+ * re-queue them (with the payload re-rendered from the fixed source row, when the caller can
+ * render it), skip them, and hold what waits behind a skipped one. Each call is one
+ * transaction; with `dryRun` the very same statements run and are rolled back, so a dry run
+ * reports exactly what the real run would do.
+ *
+ * The deliveries acted on are rows of `deliveries` (schema version 3 keeps only the
+ * exceptions as rows: retrying, parked, skipped, and what waits behind those), each with its
+ * own code, order number and payload; a row's `id` is its event's seq, so FIFO per (sink,
+ * order) is `id` order. What waits behind a parked row may also be an event its sink has not
+ * read yet (past the sink's cursor, no row): when the dispatcher reads it, it makes it a row
+ * behind the open one. Replay makes that row itself, as the dispatcher would, so that what it
+ * decides (held, skipped with the order, waiting with a refreshed payload) holds for it too.
+ * It does so only behind a row that is parked (open) now: then no event of the order after it
+ * has been sent, or is being sent, from the log.
  *
  * Held deliveries. Skipping a parked delivery must not let the deliveries of the same order
  * waiting behind it (for that sink) go out ahead of it: a TRADE_CONFIRM or REFUND_SUCCESS
  * without its TRADE_SUCCESS is an order violation at the API. So a skip parks them too:
  * status `rejected`, last_code HELD, a message naming the skipped delivery. A parked
- * delivery is what the FIFO claim (and the append's hand-over) already waits behind, so
- * whatever the order stores later waits as well; `status` counts them as parked, with the
- * held ones apart. They come back with the delivery they are held behind (re-queued with
- * --include-skipped), when named by event id, or they are skipped with --skip-order.
+ * delivery is what the FIFO claim (and the log reader, and the append's hand-over) already
+ * wait behind, so whatever the order stores later waits as well; `status` counts them as
+ * parked, with the held ones apart. They come back with the delivery they are held behind
+ * (re-queued with --include-skipped), when named by event id, or they are skipped with
+ * --skip-order. (A skipped row with nothing held behind it blocks nothing: an event of its
+ * order stored later is sent. Holding those needs the dispatcher to treat a skipped row of
+ * the order as blocking; see the report of the replay port.)
  *
- * Refreshed payloads. The stored payload is what every sink is sent, and the claim reads it
- * from the event: re-rendering it changes what every sink sends from then on. So it is
- * re-rendered only when no sink is sending it at the time (a pending delivery with an
- * attempt behind it may have reached its API with the stored payload: its retries must
- * carry the same content). Sinks that delivered the event are never sent it again; their
- * delivery keeps the payload they were sent in its result (`sent_payload`), the others get
+ * Refreshed payloads. Every copy of the payload a sink may still send is re-rendered: the
+ * event's open rows (pending, parked, skipped) and the log row, which the sinks that have not
+ * reached the event yet will read. It is re-rendered only when no sink is sending it at the
+ * time (a pending row with an attempt behind it may have reached its API with the stored
+ * payload: its retries must carry the same content). Sinks that delivered the event are never
+ * sent it again; they keep the payload they were sent as `sent_payload` in their result (the
+ * outcome's, for an event delivered from the log; the row's, for a row), and the others get
  * the refreshed one under the same event id, so the same idempotency key.
  */
 
@@ -118,6 +133,7 @@ export interface ActionResult {
 }
 
 type Client = pg.PoolClient;
+type Db = Pick<pg.Pool, 'query'>;
 
 interface RawRow {
   id: string;
@@ -132,8 +148,6 @@ interface RawRow {
   last_message: string | null;
 }
 
-const COLUMNS = `d.id::text AS id, d.event_id, d.sink, d.order_key, e.code, e.order_no, d.status, d.attempts, d.last_code, d.last_message`;
-
 function toRow(r: RawRow): DeliveryRow {
   return {
     id: r.id, eventId: r.event_id, sink: r.sink, orderKey: r.order_key, code: r.code, orderNo: r.order_no,
@@ -141,44 +155,59 @@ function toRow(r: RawRow): DeliveryRow {
   };
 }
 
+/** What a held delivery's message tells the operator to do (see `heldMessage`). */
+export const HELD_ADVICE = 're-queue that one with --include-skipped (this one follows), name this one with --event to send it anyway, or --skip-order';
+
+/** Event ids are 32 lowercase hex characters (`core/ids.ts`); anything else names no event. */
+const EVENT_ID = /^[0-9a-f]{32}$/;
+
+/** A row is one (event, sink): its `id` (the event's seq) is shared by the event's rows at every sink. */
+const rowKey = (r: Pick<DeliveryRow, 'sink' | 'eventId'>) => `${r.sink}\u0000${r.eventId}`;
+const groupKey = (r: Pick<DeliveryRow, 'sink' | 'orderKey'>) => `${r.sink}\u0000${r.orderKey}`;
+const byFifo = (x: Pick<DeliveryRow, 'id' | 'sink'>, y: Pick<DeliveryRow, 'id' | 'sink'>) => {
+  const a = BigInt(x.id), b = BigInt(y.id);
+  return a < b ? -1 : a > b ? 1 : x.sink < y.sink ? -1 : x.sink > y.sink ? 1 : 0;
+};
+
 export function checkFilter(f: DeliveryFilter): void {
   if (!f.all && !f.eventIds?.length && !f.sink && !f.code) {
     throw new Error('say which parked deliveries: --event <id>, --sink <name>, --code <EVENT_CODE>, or --all');
   }
 }
 
-/** The ids among `ids` the ledger holds no event for. */
-export async function unknownEvents(db: Pick<pg.Pool, 'query'>, schema: string, ids: string[]): Promise<string[]> {
+/** The ids among `ids` the ledger holds no event for (`event_ids` keeps them far longer than the payloads). */
+export async function unknownEvents(db: Db, schema: string, ids: string[]): Promise<string[]> {
   if (ids.length === 0) return [];
-  const { rows } = await db.query<{ id: string }>(`SELECT id FROM ${schema}.events WHERE id = ANY($1::text[])`, [ids]);
-  const known = new Set(rows.map((r) => r.id));
-  return [...new Set(ids)].filter((i) => !known.has(i));
+  const unique = [...new Set(ids)];
+  const wellFormed = unique.filter((i) => EVENT_ID.test(i));
+  const known = new Set(wellFormed.length ? (await db.query<{ id: string }>(q.knownEvents(schema), [wellFormed])).rows.map((r) => r.id) : []);
+  return unique.filter((i) => !known.has(i));
 }
 
-/** Per event, its deliveries' sinks and statuses (to say why nothing matched). */
-export async function deliveryStates(db: Pick<pg.Pool, 'query'>, schema: string, ids: string[]): Promise<Map<string, Array<{ sink: string; status: string; lastCode: string | null }>>> {
+/**
+ * Per event, its sinks and statuses (to say why nothing matched): a row's status, else the
+ * outcome its sink's cursor wrote (delivered, not applicable), else `pending` while the event
+ * is past the sink's cursor.
+ */
+export async function deliveryStates(db: Db, schema: string, ids: string[]): Promise<Map<string, Array<{ sink: string; status: string; lastCode: string | null }>>> {
   const out = new Map<string, Array<{ sink: string; status: string; lastCode: string | null }>>();
-  if (ids.length === 0) return out;
-  const { rows } = await db.query<{ event_id: string; sink: string; status: string; last_code: string | null }>(
-    `SELECT event_id, sink, status, last_code FROM ${schema}.deliveries WHERE event_id = ANY($1::text[]) ORDER BY event_id, sink`,
-    [ids],
+  const wellFormed = [...new Set(ids)].filter((i) => EVENT_ID.test(i));
+  if (wellFormed.length === 0) return out;
+  const { rows } = await db.query<{ event_id: string; sink: string; row_status: string | null; last_code: string | null; outcome: string | null; unsettled: boolean }>(
+    q.eventStates(schema),
+    [wellFormed],
   );
-  for (const r of rows) out.set(r.event_id, [...(out.get(r.event_id) ?? []), { sink: r.sink, status: r.status, lastCode: r.last_code }]);
+  for (const r of rows) {
+    const status = r.row_status ?? r.outcome ?? (r.unsettled ? 'pending' : null);
+    if (status === null) continue;
+    out.set(r.event_id, [...(out.get(r.event_id) ?? []), { sink: r.sink, status, lastCode: r.row_status ? r.last_code : null }]);
+  }
   return out;
 }
 
 /** Deliveries in `statuses` matching the filter; held ones only when named by event id. */
 async function match(c: Client | pg.Pool, schema: string, f: DeliveryFilter, statuses: string[], lock: boolean): Promise<{ rows: DeliveryRow[]; heldLeft: DeliveryRow[] }> {
-  const { rows } = await c.query<RawRow>(
-    `SELECT ${COLUMNS}
-       FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.id = d.event_id
-      WHERE d.status = ANY($4::text[])
-        AND ($1::text[] IS NULL OR d.event_id = ANY($1::text[]))
-        AND ($2::text IS NULL OR d.sink = $2)
-        AND ($3::text IS NULL OR e.code = $3)
-      ORDER BY d.id${lock ? ' FOR UPDATE OF d' : ''}`,
-    [f.eventIds?.length ? f.eventIds : null, f.sink ?? null, f.code ?? null, statuses],
-  );
+  const { rows } = await c.query<RawRow>(q.matchRows(schema, lock), [f.eventIds?.length ? f.eventIds : null, f.sink ?? null, f.code ?? null, statuses]);
   const named = new Set(f.eventIds ?? []);
   const all = rows.map(toRow);
   const isHeld = (r: DeliveryRow) => r.status === 'rejected' && r.lastCode === HELD && !named.has(r.eventId);
@@ -190,7 +219,7 @@ export async function matchDeliveries(pool: pg.Pool, schema: string, f: Delivery
   return match(pool, schema, f, statuses, false);
 }
 
-/** The first matched delivery of each (sink, order), in delivery order. */
+/** The first of each (sink, order), in delivery order. */
 function heads(rows: DeliveryRow[]): DeliveryRow[] {
   const seen = new Map<string, DeliveryRow>();
   for (const r of rows) {
@@ -201,21 +230,28 @@ function heads(rows: DeliveryRow[]): DeliveryRow[] {
   return [...seen.values()];
 }
 
-const groupKey = (r: Pick<DeliveryRow, 'sink' | 'orderKey'>) => `${r.sink}\u0000${r.orderKey}`;
+const headParams = (hs: DeliveryRow[]) => [hs.map((h) => h.sink), hs.map((h) => h.orderKey), hs.map((h) => h.id)];
 
-/** Unfinished (pending or parked) deliveries of the same (sink, order) after each head, locked. */
-async function behind(c: Client, schema: string, hs: DeliveryRow[], exclude: Set<string>): Promise<DeliveryRow[]> {
-  if (hs.length === 0) return [];
-  const { rows } = await c.query<RawRow>(
-    `SELECT ${COLUMNS}
-       FROM unnest($1::text[], $2::text[], $3::bigint[]) AS h(sink, order_key, id)
-       JOIN ${schema}.deliveries d ON d.sink = h.sink AND d.order_key = h.order_key AND d.id > h.id AND d.status IN ('pending', 'rejected')
-       JOIN ${schema}.events e ON e.id = d.event_id
-      ORDER BY d.id
-      FOR UPDATE OF d`,
-    [hs.map((h) => h.sink), hs.map((h) => h.orderKey), hs.map((h) => h.id)],
-  );
-  return rows.map(toRow).filter((r) => !exclude.has(r.id));
+/**
+ * What waits behind each head in its (sink, order): its open (pending or parked) rows, locked,
+ * and, behind a head that is parked now, the events its sink has not read yet (no row; in
+ * `unread`, to be made rows by the caller). In FIFO order.
+ */
+async function behind(c: Client, schema: string, hs: DeliveryRow[], exclude: Set<string>): Promise<{ rows: DeliveryRow[]; unread: Set<string> }> {
+  if (hs.length === 0) return { rows: [], unread: new Set() };
+  const open = (await c.query<RawRow>(q.openRowsBehind(schema), headParams(hs))).rows.map(toRow).filter((r) => !exclude.has(rowKey(r)));
+  const parked = heads(hs.filter((h) => h.status === 'rejected'));
+  const unread = parked.length ? (await c.query<RawRow>(q.unreadBehind(schema), headParams(parked))).rows.map(toRow) : [];
+  return { rows: [...open, ...unread].sort(byFifo), unread: new Set(unread.map(rowKey)) };
+}
+
+/** Makes rows of events not read yet (see `behind`), each with its status and reason; returns how many it made. */
+async function makeRows(c: Client, schema: string, rows: Array<{ row: DeliveryRow; status: string; code: string | null; message: string | null }>): Promise<number> {
+  if (rows.length === 0) return 0;
+  const r = await c.query(q.insertRowsFromLog(schema), [
+    rows.map((x) => x.row.id), rows.map((x) => x.row.sink), rows.map((x) => x.status), rows.map((x) => x.code), rows.map((x) => x.message),
+  ]);
+  return r.rowCount ?? 0;
 }
 
 /** The matched delivery of the same (sink, order) closest before `r`. */
@@ -243,10 +279,11 @@ async function transaction<T>(pool: pg.Pool, dryRun: boolean, work: (c: Client) 
   }
 }
 
-export function heldMessage(ahead: DeliveryRow): string {
-  return `held behind ${ahead.code} ${ahead.eventId} of order ${ahead.orderNo ?? ahead.orderKey}, skipped by replay --skip: `
-    + 're-queue that one with --include-skipped (this one follows), name this one with --event to send it anyway, or --skip-order';
+export function heldMessage(ahead: Pick<DeliveryRow, 'code' | 'eventId' | 'orderNo' | 'orderKey'>): string {
+  return `held behind ${ahead.code} ${ahead.eventId} of order ${ahead.orderNo ?? ahead.orderKey}, skipped by replay --skip: ${HELD_ADVICE}`;
 }
+
+const keyed = (list: DeliveryRow[]) => [list.map((r) => r.eventId), list.map((r) => r.sink)];
 
 /**
  * Skips parked deliveries. Without `wholeOrder`, the pending deliveries of the same order
@@ -258,23 +295,21 @@ export async function skipParked(pool: pg.Pool, schema: string, f: DeliveryFilte
   checkFilter(f);
   return transaction(pool, !!options.dryRun, async (c) => {
     const { rows: matched, heldLeft } = await match(c, schema, f, options.wholeOrder ? ['rejected', 'skipped'] : ['rejected'], true);
-    const ids = new Set(matched.map((m) => m.id));
-    const later = await behind(c, schema, heads(matched), ids);
+    const { rows: later, unread } = await behind(c, schema, heads(matched), new Set(matched.map(rowKey)));
     const outcomes: DeliveryOutcome[] = [];
-    const skip: string[] = [];
-    const hold: Array<{ id: string; message: string }> = [];
-    const withOrder: Array<{ id: string; message: string }> = [];
+    const skip: DeliveryRow[] = [];
+    const hold: Array<{ row: DeliveryRow; message: string }> = [];
+    const withOrder: Array<{ row: DeliveryRow; message: string }> = [];
     if (!options.wholeOrder) {
       for (const m of matched) {
         outcomes.push({ ...m, role: 'matched', action: 'skipped' });
-        skip.push(m.id);
+        skip.push(m);
       }
       for (const l of later) {
         const ahead = aheadOf(l, matched)!;
         if (l.status === 'pending') {
-          const message = heldMessage(ahead);
           outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 'held' });
-          hold.push({ id: l.id, message });
+          hold.push({ row: l, message: heldMessage(ahead) });
         } else outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 'already parked' });
       }
     } else {
@@ -288,47 +323,31 @@ export async function skipParked(pool: pg.Pool, schema: string, f: DeliveryFilte
         for (const m of g.matched) {
           if (m.status === 'rejected') {
             outcomes.push({ ...m, role: 'matched', action: 'skipped' });
-            skip.push(m.id);
+            skip.push(m);
           } else outcomes.push({ ...m, role: 'matched', action: 'already skipped' });
         }
         if (!acts) continue;
         for (const l of g.later) {
           const ahead = aheadOf(l, g.matched)!;
           outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 'skipped with order' });
-          withOrder.push({ id: l.id, message: `skipped with the rest of order ${ahead.orderNo ?? ahead.orderKey} behind ${ahead.code} ${ahead.eventId} (replay --skip-order)` });
+          withOrder.push({ row: l, message: `skipped with the rest of order ${ahead.orderNo ?? ahead.orderKey} behind ${ahead.code} ${ahead.eventId} (replay --skip-order)` });
         }
       }
     }
     let changed = 0;
-    if (skip.length) {
-      const r = await c.query(
-        `UPDATE ${schema}.deliveries SET status = 'skipped', lease_until = NULL, updated_at = now() WHERE id = ANY($1::bigint[]) AND status = 'rejected'`,
-        [skip],
-      );
-      changed += r.rowCount ?? 0;
+    if (skip.length) changed += (await c.query(q.skipRows(schema), keyed(skip))).rowCount ?? 0;
+    const rowsOf = <T extends { row: DeliveryRow }>(list: T[], made: boolean) => list.filter((x) => unread.has(rowKey(x.row)) === made);
+    const holdRows = rowsOf(hold, false);
+    if (holdRows.length) changed += (await c.query(q.holdRows(schema, HELD), [...keyed(holdRows.map((h) => h.row)), holdRows.map((h) => h.message)])).rowCount ?? 0;
+    const orderRows = rowsOf(withOrder, false);
+    if (orderRows.length) {
+      changed += (await c.query(q.skipRowsWithOrder(schema, HELD, SKIPPED_WITH_ORDER), [...keyed(orderRows.map((h) => h.row)), orderRows.map((h) => h.message)])).rowCount ?? 0;
     }
-    if (hold.length) {
-      const r = await c.query(
-        `UPDATE ${schema}.deliveries d SET status = 'rejected', last_code = '${HELD}', last_message = x.message, lease_until = NULL, updated_at = now()
-           FROM unnest($1::bigint[], $2::text[]) AS x(id, message)
-          WHERE d.id = x.id AND d.status = 'pending'`,
-        [hold.map((h) => h.id), hold.map((h) => h.message)],
-      );
-      changed += r.rowCount ?? 0;
-    }
-    if (withOrder.length) {
-      // Their own reason (a remote code) is kept; a held or never-tried one says why it was skipped.
-      const r = await c.query(
-        `UPDATE ${schema}.deliveries d SET status = 'skipped', lease_until = NULL, updated_at = now(),
-                last_code = CASE WHEN d.last_code IS NULL OR d.last_code = '${HELD}' OR d.status = 'pending' THEN '${SKIPPED_WITH_ORDER}' ELSE d.last_code END,
-                last_message = CASE WHEN d.last_code IS NULL OR d.last_code = '${HELD}' OR d.status = 'pending' THEN x.message ELSE d.last_message END
-           FROM unnest($1::bigint[], $2::text[]) AS x(id, message)
-          WHERE d.id = x.id AND d.status IN ('pending', 'rejected')`,
-        [withOrder.map((h) => h.id), withOrder.map((h) => h.message)],
-      );
-      changed += r.rowCount ?? 0;
-    }
-    return { outcomes: sortById(outcomes), heldLeft, changed: options.dryRun ? 0 : changed };
+    changed += await makeRows(c, schema, [
+      ...rowsOf(hold, true).map((h) => ({ row: h.row, status: 'rejected', code: HELD, message: h.message })),
+      ...rowsOf(withOrder, true).map((h) => ({ row: h.row, status: 'skipped', code: SKIPPED_WITH_ORDER, message: h.message })),
+    ]);
+    return { outcomes: outcomes.sort(byFifo), heldLeft, changed: options.dryRun ? 0 : changed };
   });
 }
 
@@ -350,7 +369,6 @@ export async function requeueParked(
   checkFilter(f);
   return transaction(pool, !!options.dryRun, async (c) => {
     const { rows: matched, heldLeft } = await match(c, schema, f, options.includeSkipped ? ['rejected', 'skipped'] : ['rejected'], true);
-    const ids = new Set(matched.map((m) => m.id));
     // Held deliveries come back with the one ahead of them; never-tried pending ones wait
     // behind it and share its data fix.
     const notes = options.render ? await refreshPayloads(c, schema, matched, options.render, new Map()) : new Map<string, PayloadNote>();
@@ -365,10 +383,10 @@ export async function requeueParked(
       if (action === 're-queued') requeued.push(m);
     }
     // Behind what is re-queued (not behind what is left parked: nothing changes for those).
-    const later = (await behind(c, schema, heads(requeued), ids)).filter(
-      (l) => (l.status === 'rejected' && l.lastCode === HELD) || (l.status === 'pending' && l.attempts === 0),
-    );
+    const found = await behind(c, schema, heads(requeued), new Set(matched.map(rowKey)));
+    const later = found.rows.filter((l) => (l.status === 'rejected' && l.lastCode === HELD) || (l.status === 'pending' && l.attempts === 0));
     if (options.render) await refreshPayloads(c, schema, later, options.render, notes);
+    const waiting: DeliveryRow[] = [];
     for (const l of later) {
       const ahead = aheadOf(l, requeued)!;
       const note = notes.get(l.eventId) ?? asStored;
@@ -378,48 +396,54 @@ export async function requeueParked(
       if (l.status === 'rejected') {
         outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 're-queued', payload });
         requeued.push(l);
-      } else outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 'waiting', payload });
+      } else {
+        outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 'waiting', payload });
+        waiting.push(l);
+      }
     }
     let changed = 0;
-    if (requeued.length) {
-      const r = await c.query(
-        `UPDATE ${schema}.deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL, updated_at = now(),
-                last_code = CASE WHEN d.last_code = '${HELD}' THEN NULL ELSE d.last_code END,
-                last_message = CASE WHEN d.last_code = '${HELD}' THEN NULL ELSE d.last_message END
-          WHERE d.id = ANY($1::bigint[]) AND d.status IN ('rejected', 'skipped')`,
-        [requeued.map((r) => r.id)],
-      );
-      changed = r.rowCount ?? 0;
-    }
-    return { outcomes: sortById(outcomes), heldLeft, changed: options.dryRun ? 0 : changed };
+    if (requeued.length) changed = (await c.query(q.requeueRows(schema, HELD), keyed(requeued))).rowCount ?? 0;
+    // Not read by their sink yet: rows now, pending behind the re-queued one, with the payload as refreshed.
+    await makeRows(c, schema, waiting.filter((w) => found.unread.has(rowKey(w))).map((row) => ({ row, status: 'pending', code: null, message: null })));
+    return { outcomes: outcomes.sort(byFifo), heldLeft, changed: options.dryRun ? 0 : changed };
   });
 }
 
 /**
  * Re-renders the stored payloads of these deliveries' events (those without a note yet) and
- * stores the changed ones; adds a note per event id to `notes` and returns it. Runs in the caller's transaction, with the events and all
- * their deliveries locked: a claim skips locked deliveries, so none can start with the old
- * payload while this decides.
+ * stores the changed ones; adds a note per event id to `notes` and returns it. Runs in the
+ * caller's transaction, with the events' log rows and all their delivery rows locked: a claim
+ * skips locked rows, so none can start with the old payload while this decides.
  */
 async function refreshPayloads(c: Client, schema: string, rows: DeliveryRow[], render: Renderer, notes: Map<string, PayloadNote>): Promise<Map<string, PayloadNote>> {
   const eventIds = [...new Set(rows.map((r) => r.eventId))].filter((id) => !notes.has(id));
   if (eventIds.length === 0) return notes;
-  const { rows: events } = await c.query<{ id: string; code: string; kind: string; order_no: string | null; refund_id: string | null; payload: BusinessEvent }>(
-    `SELECT id, code, kind, order_no, refund_id, payload FROM ${schema}.events WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+  const { rows: logRows } = await c.query<{ id: string; seq: string; code: string; payload: BusinessEvent }>(q.lockLogEvents(schema), [eventIds]);
+  const { rows: all } = await c.query<{ event_id: string; sink: string; status: string; attempts: number; code: string | null; order_no: string | null; payload: BusinessEvent | null; leased: boolean }>(
+    q.lockEventRows(schema),
     [eventIds],
   );
-  const { rows: all } = await c.query<{ event_id: string; sink: string; status: string; attempts: number; leased: boolean }>(
-    `SELECT event_id, sink, status, attempts, coalesce(lease_until > now(), false) AS leased
-       FROM ${schema}.deliveries WHERE event_id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
-    [eventIds],
-  );
-  const stored: StoredEvent[] = events.map((e) => ({ id: e.id, code: e.code, kind: e.kind, orderNo: e.order_no, refundId: e.refund_id, payload: e.payload }));
-  const rendered = await render(stored);
+  const { rows: fromLog } = await c.query<{ event_id: string; sink: string }>(q.deliveredOutcomes(schema), [eventIds]);
+  const logOf = new Map(logRows.map((l) => [l.id, l]));
+  const stored: StoredEvent[] = [];
+  for (const id of eventIds) {
+    // What the deliveries acted on would send: their own copy, else (not a row yet) the log's.
+    const sinks = new Set(rows.filter((r) => r.eventId === id).map((r) => r.sink));
+    const own = all.find((d) => d.event_id === id && sinks.has(d.sink) && d.payload !== null);
+    const payload = own?.payload ?? logOf.get(id)?.payload;
+    if (!payload) {
+      notes.set(id, { result: 'kept', detail: 'cannot re-read: the ledger no longer holds its payload', hint: 'skip it, or --no-refresh to re-send as stored' });
+      continue;
+    }
+    const code = logOf.get(id)?.code ?? own?.code ?? payload.code;
+    stored.push({ id, code, kind: payload.kind, orderNo: payload.orderNo ?? own?.order_no ?? null, refundId: payload.refundId ?? null, payload });
+  }
+  const rendered = stored.length ? await render(stored) : new Map<string, Rendering>();
   const updates: Array<{ id: string; payload: BusinessEvent; old: BusinessEvent }> = [];
   for (const e of stored) {
     const ds = all.filter((d) => d.event_id === e.id);
     const busy = ds.find((d) => d.status === 'pending' && (d.attempts > 0 || d.leased));
-    const deliveredTo = ds.filter((d) => d.status === 'delivered').map((d) => d.sink);
+    const deliveredTo = [...new Set([...ds.filter((d) => d.status === 'delivered').map((d) => d.sink), ...fromLog.filter((o) => o.event_id === e.id).map((o) => o.sink)])].sort();
     const r = rendered.get(e.id) ?? { kind: 'failed' as const, why: 'not re-rendered' };
     if (r.kind === 'no-source') {
       notes.set(e.id, { result: 'as-stored', detail: `re-sent as stored: ${r.why}` });
@@ -448,19 +472,15 @@ async function refreshPayloads(c: Client, schema: string, rows: DeliveryRow[], r
     }
   }
   if (updates.length) {
-    await c.query(
-      `UPDATE ${schema}.events e SET payload = x.payload::json, occurred_at = x.occurred_at::timestamptz
-         FROM unnest($1::text[], $2::text[], $3::text[]) AS x(id, payload, occurred_at)
-        WHERE e.id = x.id`,
-      [updates.map((u) => u.id), updates.map((u) => JSON.stringify(u.payload)), updates.map((u) => u.payload.occurredAt)],
-    );
-    // A delivered sink's record keeps what it was sent (the first version, if refreshed twice).
-    await c.query(
-      `UPDATE ${schema}.deliveries d SET result = coalesce(d.result, '{}'::jsonb) || jsonb_build_object('sent_payload', x.old::jsonb), updated_at = now()
-         FROM unnest($1::text[], $2::text[]) AS x(id, old)
-        WHERE d.event_id = x.id AND d.status = 'delivered' AND NOT (coalesce(d.result, '{}'::jsonb) ? 'sent_payload')`,
-      [updates.map((u) => u.id), updates.map((u) => JSON.stringify(u.old))],
-    );
+    const inLog = updates.filter((u) => logOf.has(u.id));
+    const json = (v: unknown) => JSON.stringify(v);
+    // What delivered it keeps what it was sent: a row its own copy, an outcome the log's.
+    await c.query(q.keepSentPayloadOfRows(schema), [updates.map((u) => u.id), updates.map((u) => json(u.old))]);
+    if (inLog.length) {
+      await c.query(q.keepSentPayloadOfOutcomes(schema), [inLog.map((u) => logOf.get(u.id)!.seq), inLog.map((u) => json(logOf.get(u.id)!.payload))]);
+      await c.query(q.refreshLog(schema), [inLog.map((u) => logOf.get(u.id)!.seq), inLog.map((u) => json(u.payload))]);
+    }
+    await c.query(q.refreshOpenRows(schema), [updates.map((u) => u.id), updates.map((u) => json(u.payload))]);
   }
   return notes;
 }
@@ -475,6 +495,22 @@ export function changedFields(a: JsonValue | undefined, b: JsonValue | undefined
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [path || '(whole payload)'];
 }
 
-function sortById(outcomes: DeliveryOutcome[]): DeliveryOutcome[] {
-  return outcomes.sort((x, y) => (BigInt(x.id) < BigInt(y.id) ? -1 : BigInt(x.id) > BigInt(y.id) ? 1 : 0));
+// ---- parked source input (replay --inputs) ----
+
+export interface ParkedInputRow {
+  id: string;
+  stream: string;
+  reason: string;
+  raw: string;
+}
+
+/** Unresolved parked inputs: those with these ids, or all. */
+export async function unresolvedInputs(db: Db, schema: string, ids?: string[]): Promise<ParkedInputRow[]> {
+  return (await db.query<ParkedInputRow>(q.unresolvedInputs(schema), [ids?.length ? ids : null])).rows;
+}
+
+/** Marks parked inputs resolved (`db` may be the client of the transaction that stored their events). */
+export async function resolveInputs(db: Db, schema: string, ids: string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  return (await db.query(q.resolveInputs(schema), [ids])).rowCount ?? 0;
 }
