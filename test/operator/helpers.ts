@@ -4,7 +4,8 @@ import { dirname, join } from 'node:path';
 import type pg from 'pg';
 import { eventId } from '../../src/core/ids.js';
 import type { BusinessEvent } from '../../src/core/events.js';
-import { createLedger } from '../../src/ledger/ledger.js';
+import type { AttemptInfo } from '../../src/core/sink.js';
+import { createLedger, type Ledger, type LogEntry, type LogFlush } from '../../src/ledger/ledger.js';
 import { migrate } from '../../src/ledger/migrations.js';
 import { generateDemoKeys, writeDemoKeys, KEY_FILES } from '../../src/demo/keys.js';
 import { startAntchainSimulator } from '../../src/sandbox/antchain-simulator.js';
@@ -64,14 +65,115 @@ export function tradeEvent(order: string, code: 'TRADE_SUCCESS' | 'TRADE_CONFIRM
   };
 }
 
+/** What the sink answers to one event the dispatcher sends it (see `dispatchLog`). */
+export type LogDecision =
+  | 'delivered'
+  | 'not_applicable'
+  /** Sent and not answered yet: the event stays past the cursor (in flight), and so does what follows it in its order. */
+  | 'in-flight'
+  | { status: 'rejected' | 'retry'; code: string; message: string; delayMs?: number; info?: AttemptInfo };
+
 /**
- * A ledger with known figures, written through the ledger's own API (append, claim, settle):
+ * One pass of a sink's dispatcher over the log, as `SinkWorker` makes it: reads the log
+ * forward from the sink's cursors (`ledger.readLog`), keeps FIFO per order (an event whose
+ * order has an open delivery row, or had one made earlier in this pass, is not sent but
+ * becomes a pending row behind it), sends every other event (`decide` is the sink's answer),
+ * and writes outcomes, new exception rows with their attempt, and the cursors in one
+ * statement (`ledger.flushLog`). A rejection parks the event as a row (`rejected`), a retry
+ * makes it a retrying row (`pending`, next attempt after `delayMs`), as a retry past the
+ * quick ones does. Returns the events it sent, in order, and the rows it made.
+ */
+export async function dispatchLog(ledger: Ledger, sink: string, decide: (entry: LogEntry) => LogDecision): Promise<{ sent: LogEntry[]; rows: LogEntry[] }> {
+  const cursors = await ledger.cursors(sink);
+  const entries: LogEntry[] = [];
+  let from = Math.min(...cursors);
+  let horizon = from;
+  for (;;) {
+    const got = await ledger.readLog(sink, from, 512);
+    entries.push(...got.entries);
+    horizon = Math.max(horizon, got.horizon);
+    if (got.entries.length < 512) break;
+    from = got.entries.at(-1)!.seq;
+  }
+  const flush: LogFlush = { sink, outcomes: [], exceptions: [], attempts: [], cursors: [] };
+  const sent: LogEntry[] = [];
+  const blocked = new Set<string>();
+  const inFlight = new Set<string>();
+  const firstUnsettled = new Map<number, number>();
+  const info = (e: LogEntry, httpStatus: number): AttemptInfo => ({ requestId: `req-${sink}-${e.eventId.slice(0, 6)}`, httpStatus, durationMs: 3 });
+  for (const e of entries) {
+    if (e.seq <= cursors[e.shard]!) continue;
+    if (inFlight.has(e.orderKey)) {
+      // Waits in memory behind its order's event in flight: not settled, the cursor stays before it.
+      if (!firstUnsettled.has(e.shard)) firstUnsettled.set(e.shard, e.seq);
+      continue;
+    }
+    if (e.blocked.has(sink) || blocked.has(e.orderKey)) {
+      flush.exceptions.push({ entry: e, status: 'pending', attempts: 0, delayMs: 0 });
+      blocked.add(e.orderKey);
+      continue;
+    }
+    sent.push(e);
+    const d = decide(e);
+    if (d === 'delivered') flush.outcomes.push({ seq: e.seq, status: 'delivered', attempts: 1, info: info(e, 200) });
+    else if (d === 'not_applicable') flush.outcomes.push({ seq: e.seq, status: 'not_applicable', attempts: 1 });
+    else if (d === 'in-flight') {
+      inFlight.add(e.orderKey);
+      if (!firstUnsettled.has(e.shard)) firstUnsettled.set(e.shard, e.seq);
+    } else {
+      const attempt = d.info ?? info(e, d.status === 'retry' ? 503 : 200);
+      flush.exceptions.push({ entry: e, status: d.status === 'retry' ? 'pending' : 'rejected', attempts: 1, delayMs: d.status === 'retry' ? (d.delayMs ?? 0) : 0, code: d.code, message: d.message });
+      flush.attempts.push({ seq: e.seq, attempt: 1, outcome: d.status, info: attempt, code: d.code, message: d.message });
+      blocked.add(e.orderKey);
+    }
+  }
+  const readPos = Math.max(horizon, entries.at(-1)?.seq ?? 0);
+  cursors.forEach((seq, shard) => {
+    const u = firstUnsettled.get(shard);
+    const target = u === undefined ? readPos : u - 1;
+    if (target > seq) flush.cursors.push({ shard, seq: target });
+  });
+  await ledger.flushLog(flush);
+  return { sent, rows: flush.exceptions.map((x) => x.entry) };
+}
+
+/** The seq the ledger gave an event (`event_ids`). */
+export async function seqOf(pool: pg.Pool, schema: string, eventId: string): Promise<string> {
+  const { rows } = await pool.query<{ seq: string }>(`SELECT seq::text FROM ${schema}.event_ids WHERE id = decode($1, 'hex')`, [eventId]);
+  if (!rows[0]) throw new Error(`no event ${eventId} in ${schema}`);
+  return rows[0].seq;
+}
+
+/**
+ * A sink's record of an event, wherever the ledger keeps it: its delivery row (an exception),
+ * else the outcome its cursor wrote (`last_code` is the outcome's remote code), else nothing.
+ */
+export async function deliveryOf(pool: pg.Pool, schema: string, sink: string, eventId: string): Promise<{ status: string; last_code: string | null; result: Record<string, unknown> | null } | undefined> {
+  const { rows } = await pool.query(
+    `SELECT status, last_code, result FROM ${schema}.deliveries WHERE sink = $1 AND event_id = $2
+     UNION ALL
+     SELECT o.status, o.remote_code, o.result FROM ${schema}.outcomes o JOIN ${schema}.event_ids i ON i.seq = o.seq
+      WHERE o.sink = $1 AND i.id = decode($2, 'hex')
+       AND NOT EXISTS (SELECT 1 FROM ${schema}.deliveries WHERE sink = $1 AND event_id = $2)`,
+    [sink, eventId],
+  );
+  return rows[0];
+}
+
+/**
+ * A ledger with known figures, written through the ledger's own API as the dispatcher writes
+ * it (append, then per sink `dispatchLog`: readLog and flushLog):
  *
- *   antchain: A/TS delivered (now), A/TC pending due (created 90 s ago), B/TS parked, B/TC
- *             pending blocked behind it, C/TS pending retrying (next attempt in 1 h),
- *             D/TS delivered 5 minutes ago
+ *   antchain: A/TS delivered (now), A/TC pending due (past the cursor, in flight; its log row
+ *             created 90 s ago), B/TS parked, B/TC pending blocked behind it (a row), C/TS
+ *             pending retrying (a row, next attempt in 1 h), D/TS delivered 5 minutes ago
+ *             (its outcome's `at`)
  *   zhima:    A/TS delivered, B/TS parked, C/TS not applicable
  *   parked inputs: 2 unresolved, 1 resolved
+ *
+ * Delivered and not applicable are outcomes (the cursor passed them), the parked, blocked and
+ * retrying ones delivery rows; A/TC is the last event, so nothing else waits behind it in its
+ * shard.
  */
 export async function seedLedger(pool: pg.Pool, schema: string) {
   const client = await pool.connect();
@@ -87,11 +189,11 @@ export async function seedLedger(pool: pg.Pool, schema: string) {
     source: 'postgres',
     events: [
       ev(tradeEvent('A', 'TRADE_SUCCESS'), ['antchain', 'zhima']),
-      ev(tradeEvent('A', 'TRADE_CONFIRM'), ['antchain']),
       ev(tradeEvent('B', 'TRADE_SUCCESS'), ['antchain', 'zhima']),
       ev(tradeEvent('B', 'TRADE_CONFIRM'), ['antchain']),
       ev(tradeEvent('C', 'TRADE_SUCCESS'), ['antchain', 'zhima']),
       ev(tradeEvent('D', 'TRADE_SUCCESS'), ['antchain']),
+      ev(tradeEvent('A', 'TRADE_CONFIRM'), ['antchain']),
     ],
     orders: [],
     bad: [
@@ -104,29 +206,18 @@ export async function seedLedger(pool: pg.Pool, schema: string) {
   await ledger.append({ source: 'kafka', events: [], orders: [], bad: [], checkpoints: [{ stream: 'orders/0', position: '41' }, { stream: 'orders/1', position: '7' }] });
   await pool.query(`UPDATE ${schema}.parked_inputs SET resolved_at = now() WHERE reason = 'resolved one'`);
 
-  const settleAll = async (sink: string, decide: (eventId: string) => Parameters<typeof ledger.settle>[0][number]['status'] | 'leave') => {
-    const claimed = await ledger.claim(sink, 100, 60_000);
-    const settlements = claimed.flatMap((c) => {
-      const status = decide(c.eventId);
-      if (status === 'leave') return [];
-      return [{
-        eventId: c.eventId,
-        sink: c.sink,
-        deliveryId: c.id,
-        attempt: c.attempt,
-        status,
-        outcome: status === 'pending' ? 'retry' : status,
-        ...(status === 'pending' ? { delayMs: 3_600_000, code: 'HTTP_503', message: 'Service Unavailable' } : {}),
-        ...(status === 'rejected' ? { code: 'INVALID_EVENT', message: 'event_child.user_id_no: column "buyer_phone" is not a mainland China mobile number' } : {}),
-        info: { requestId: `req-${sink}-${c.eventId.slice(0, 6)}`, httpStatus: status === 'pending' ? 503 : 200, durationMs: 3 },
-      }];
-    });
-    await ledger.settle(settlements);
-  };
   const A = id('A', 'TRADE_SUCCESS'), B = id('B', 'TRADE_SUCCESS'), C = id('C', 'TRADE_SUCCESS'), D = id('D', 'TRADE_SUCCESS');
-  await settleAll('antchain', (e) => (e === A || e === D ? 'delivered' : e === B ? 'rejected' : e === C ? 'pending' : 'leave'));
-  await settleAll('zhima', (e) => (e === A ? 'delivered' : e === B ? 'rejected' : e === C ? 'not_applicable' : 'leave'));
-  await pool.query(`UPDATE ${schema}.deliveries SET delivered_at = now() - interval '5 minutes' WHERE event_id = $1`, [D]);
-  await pool.query(`UPDATE ${schema}.deliveries SET created_at = now() - interval '90 seconds' WHERE event_id = $1 AND sink = 'antchain'`, [id('A', 'TRADE_CONFIRM')]);
-  return { ledger, A, B, C, D, AC: id('A', 'TRADE_CONFIRM'), BC: id('B', 'TRADE_CONFIRM') };
+  const AC = id('A', 'TRADE_CONFIRM'), BC = id('B', 'TRADE_CONFIRM');
+  const parked: LogDecision = { status: 'rejected', code: 'INVALID_EVENT', message: 'event_child.user_id_no: column "buyer_phone" is not a mainland China mobile number' };
+  await dispatchLog(ledger, 'antchain', (e) =>
+    e.eventId === A || e.eventId === D ? 'delivered'
+      : e.eventId === B ? parked
+        : e.eventId === C ? { status: 'retry', code: 'HTTP_503', message: 'Service Unavailable', delayMs: 3_600_000 }
+          : e.eventId === AC ? 'in-flight'
+            : (() => { throw new Error(`seedLedger: antchain was not to be sent ${e.eventId}`); })(),
+  );
+  await dispatchLog(ledger, 'zhima', (e) => (e.eventId === A ? 'delivered' : e.eventId === B ? parked : 'not_applicable'));
+  await pool.query(`UPDATE ${schema}.outcomes SET at = now() - interval '5 minutes' WHERE sink = 'antchain' AND seq = $1`, [await seqOf(pool, schema, D)]);
+  await pool.query(`UPDATE ${schema}.log SET created_at = now() - interval '90 seconds' WHERE seq = $1`, [await seqOf(pool, schema, AC)]);
+  return { ledger, A, B, C, D, AC, BC };
 }

@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/log.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { recentErrors, sinkFigures } from '../../src/observe/queries.js';
 import { createOrderTables, REPO } from '../helpers/pipeline.js';
-import { id, operatorConfig, startSims, tradeEvent } from './helpers.js';
+import { dispatchLog, id, operatorConfig, startSims, tradeEvent, type LogDecision } from './helpers.js';
 
 let db: TestDatabase;
 let sims: Awaited<ReturnType<typeof startSims>>;
@@ -47,6 +47,13 @@ async function codes(): Promise<Record<string, [string, string | null]>> {
   return Object.fromEntries(rows.map((r) => [r.k, [r.status, r.last_code]]));
 }
 
+/** One pass of `sink`'s dispatcher over the log (see `dispatchLog`): the ids of the events it sent. */
+async function dispatch(sink: string, decide: () => LogDecision = () => 'delivered'): Promise<string[]> {
+  return (await dispatchLog(ledger, sink, decide)).sent.map((e) => e.eventId);
+}
+
+const parkedAnswer: LogDecision = { status: 'rejected', code: 'INVALID_PARAMETER', message: 'bad' };
+
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [join(REPO, 'bin/order-relay.js'), ...args], { cwd: REPO, env: { ...process.env, ...sims.env, LOG_LEVEL: 'warn' } }, (err, stdout, stderr) => {
@@ -57,10 +64,13 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 
 /**
  * Fresh deliveries: P1/TS, P2/TC and P3/RS(R1) parked at both sinks; P1/TC pending behind
- * P1/TS at antchain.
+ * P1/TS at antchain. As the dispatcher makes them: the sinks read the log, the API rejects
+ * the three, and the confirm, read after them, is not sent but waits as a row behind P1/TS.
  */
 beforeEach(async () => {
-  await db.pool.query(`TRUNCATE ${schema}.events, ${schema}.deliveries, ${schema}.attempts, ${schema}.parked_inputs, ${schema}.orders`);
+  await db.pool.query(
+    `TRUNCATE ${schema}.log, ${schema}.event_ids, ${schema}.outcomes, ${schema}.cursors, ${schema}.deliveries, ${schema}.attempts, ${schema}.parked_inputs, ${schema}.orders`,
+  );
   const ev = (e: ReturnType<typeof tradeEvent>, sinks: string[]) => ({ event: e, sinks, position: '0/1', committedAt: new Date().toISOString() });
   await ledger.append({
     source: 'postgres',
@@ -73,13 +83,9 @@ beforeEach(async () => {
     bad: [],
     checkpoints: [],
   });
-  for (const sink of ['antchain', 'zhima']) {
-    const claimed = await ledger.claim(sink, 10, 60_000);
-    await ledger.settle(
-      claimed.map((c) => ({ eventId: c.eventId, sink, deliveryId: c.id, attempt: c.attempt, status: 'rejected' as const, outcome: 'rejected', code: 'INVALID_PARAMETER', message: 'bad' })),
-    );
-  }
+  for (const sink of ['antchain', 'zhima']) expect(await dispatch(sink, () => parkedAnswer)).toHaveLength(3);
   await ledger.append({ source: 'postgres', events: [ev(tradeEvent('P1', 'TRADE_CONFIRM'), ['antchain'])], orders: [], bad: [], checkpoints: [] });
+  expect(await dispatch('antchain')).toEqual([]);
 });
 
 describe('replay of parked deliveries', () => {
@@ -133,8 +139,10 @@ describe('replay of parked deliveries', () => {
     expect(await codes()).toMatchObject({ [`antchain:${TS}`]: ['skipped', 'INVALID_PARAMETER'], [`zhima:${TS}`]: ['rejected', 'INVALID_PARAMETER'], [`antchain:${TC}`]: ['rejected', 'HELD'] });
     // Before, the confirm went out here, ahead of the purchase the API never saw.
     expect((await ledger.claim('antchain', 10, 60_000)).map((c) => c.eventId)).toEqual([]);
-    // A refund stored afterwards waits behind the held confirm.
+    // A refund stored afterwards waits behind the held confirm: the dispatcher does not send it, it makes it a row behind.
     await ledger.append({ source: 'postgres', events: [{ event: tradeEvent('P1', 'REFUND_SUCCESS', 'R9'), sinks: ['antchain'], position: '0/2', committedAt: new Date().toISOString() }], orders: [], bad: [], checkpoints: [] });
+    expect(await dispatch('antchain')).toEqual([]);
+    expect((await codes())[`antchain:${RS}`]).toEqual(['pending', null]);
     expect((await ledger.claim('antchain', 10, 60_000)).map((c) => c.eventId)).toEqual([]);
     // status: the held one is parked (and counted as held), the refund blocked behind it.
     expect((await sinkFigures(db.pool, schema, ['antchain'])).find((f) => f.sink === 'antchain')).toMatchObject({ parked: 3, held: 1, blocked: 1, skipped: 1 });
@@ -177,6 +185,7 @@ describe('replay of parked deliveries', () => {
 
     // At once: P3's refund parked at zhima, nothing behind it; P1 at zhima has nothing behind either.
     await ledger.append({ source: 'postgres', events: [{ event: tradeEvent('P2', 'REFUND_SUCCESS', 'R2'), sinks: ['zhima'], position: '0/2', committedAt: new Date().toISOString() }], orders: [], bad: [], checkpoints: [] });
+    expect(await dispatch('zhima')).toEqual([]); // waits behind the parked P2/TC, as a row
     const whole = await run({ eventIds: [id('P2', 'TRADE_CONFIRM')], sink: 'zhima', skipOrder: true });
     expect(whole.deliveries.map((d) => [d.eventId, d.action])).toEqual([[id('P2', 'TRADE_CONFIRM'), 'skipped'], [id('P2', 'REFUND_SUCCESS', 'R2'), 'skipped with order']]);
     expect((await ledger.claim('zhima', 10, 60_000)).map((c) => c.eventId)).toEqual([]);
@@ -208,8 +217,7 @@ describe('replay of parked deliveries', () => {
     await db.pool.query(`UPDATE ${schema}.deliveries SET status = 'pending', next_attempt_at = now() + interval '1 hour' WHERE sink = 'zhima' AND event_id = $1`, [id('P3', 'REFUND_SUCCESS', 'R1')]);
     const visit = { id: id('V1', 'VISIT'), code: 'CONTRACT_DETAIL_PAGE' as const, kind: 'VISIT' as const, orderKey: 'visit:v1', occurredAt: '2026-11-01T10:00:00.000Z', visit: { visitId: 'v1', page: 'CONTRACT_DETAIL_PAGE' as const, visitor: { type: 'PHONE' as const, id: '12' } } };
     await ledger.append({ source: 'kafka', events: [{ event: visit, sinks: ['antchain'], position: '1', committedAt: new Date().toISOString() }], orders: [], bad: [], checkpoints: [] });
-    const [v] = await ledger.claim('antchain', 10, 60_000);
-    await ledger.settle([{ eventId: v!.eventId, sink: 'antchain', deliveryId: v!.id, attempt: v!.attempt, status: 'rejected', outcome: 'rejected', code: 'INVALID_PARAMETER', message: 'bad' }]);
+    expect(await dispatch('antchain', () => parkedAnswer)).toEqual([visit.id]);
 
     const run = (o: Parameters<typeof replayParked>[1]) => replayParked(config, o, { logger: silentLogger(), env: { ...process.env, ...sims.env } });
     const r = await run({ sink: 'antchain' });
@@ -222,9 +230,12 @@ describe('replay of parked deliveries', () => {
     expect(by.get(id('P3', 'REFUND_SUCCESS', 'R1'))).toMatchObject({ action: 'left parked', payload: { detail: expect.stringMatching(/^not re-read: zhima is sending it with the stored payload \(attempt 1\)/) } });
     expect(by.get(visit.id)).toMatchObject({ action: 're-queued', payload: { result: 'as-stored', detail: 're-sent as stored: a page visit (from Kafka) has no source row' } });
     expect(renderReplay(r)).toContain('re-queued 2 deliveries (sink antchain), 1 payload re-read from the source with changes (see PAYLOAD)');
-    // The stored event: same id, the current row; its zhima delivery (still parked) shares it.
+    // The stored event: same id, the current row; its zhima delivery (still parked) has it too (its own copy).
     const { rows } = await db.pool.query<{ payload: { id: string; order: Record<string, unknown> } }>(`SELECT payload FROM ${schema}.events WHERE id = $1`, [id('P2', 'TRADE_CONFIRM')]);
-    expect(rows[0]!.payload).toMatchObject({ id: id('P2', 'TRADE_CONFIRM'), order: { order_no: 'P2', status: 'USED', buyer_phone: '13800138002' } });
+    const fixed = { id: id('P2', 'TRADE_CONFIRM'), order: { order_no: 'P2', status: 'USED', buyer_phone: '13800138002' } };
+    expect(rows[0]!.payload).toMatchObject(fixed);
+    const { rows: copies } = await db.pool.query<{ sink: string; status: string; payload: unknown }>(`SELECT sink, status, payload FROM ${schema}.deliveries WHERE event_id = $1 ORDER BY sink`, [id('P2', 'TRADE_CONFIRM')]);
+    expect(copies).toMatchObject([{ sink: 'antchain', status: 'pending', payload: fixed }, { sink: 'zhima', status: 'rejected', payload: fixed }]);
     expect(await codes()).toMatchObject({ [`antchain:${id('P2', 'TRADE_CONFIRM')}`]: ['pending', 'INVALID_PARAMETER'], [`antchain:${id('P1', 'TRADE_SUCCESS')}`]: ['rejected', 'INVALID_PARAMETER'] });
 
     // As stored, on request.
