@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { matchParked, renderReplay, replayDeliveries, replayParked, reprocessInputs, skipDeliveries } from '../../src/cli/replay.js';
+import { skipParked } from '../../src/ledger/replay.js';
 import type { Config } from '../../src/config/schema.js';
 import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
 import { migrate } from '../../src/ledger/migrations.js';
@@ -190,6 +191,69 @@ describe('replay of parked deliveries', () => {
     expect(whole.deliveries.map((d) => [d.eventId, d.action])).toEqual([[id('P2', 'TRADE_CONFIRM'), 'skipped'], [id('P2', 'REFUND_SUCCESS', 'R2'), 'skipped with order']]);
     expect((await ledger.claim('zhima', 10, 60_000)).map((c) => c.eventId)).toEqual([]);
     expect((await codes())[`antchain:${id('P2', 'TRADE_CONFIRM')}`]).toEqual(['rejected', 'INVALID_PARAMETER']);
+  });
+
+  it('what waits behind a parked delivery but was not read by its sink yet is acted on too: held by --skip, waiting behind a re-queue, skipped by --skip-order', async () => {
+    const TS = id('P1', 'TRADE_SUCCESS'), RS = id('P1', 'REFUND_SUCCESS', 'R5'), TC2 = id('P2', 'TRADE_CONFIRM'), R2 = id('P2', 'REFUND_SUCCESS', 'R2');
+    const stored = async (e: ReturnType<typeof tradeEvent>) =>
+      expect((await ledger.append({ source: 'postgres', events: [{ event: e, sinks: ['zhima'], position: '0/3', committedAt: new Date().toISOString() }], orders: [], bad: [], checkpoints: [] })).inserted).toBe(1);
+    // P1/RS stored for zhima behind its parked P1/TS; zhima has not read it (paused, say): no row yet.
+    await stored(tradeEvent('P1', 'REFUND_SUCCESS', 'R5'));
+    expect((await codes())[`zhima:${RS}`]).toBeUndefined();
+    const skipped = await skipParked(db.pool, schema, { eventIds: [TS], sink: 'zhima' });
+    expect(skipped.outcomes.map((o) => [o.eventId, o.status, o.action])).toEqual([[TS, 'rejected', 'skipped'], [RS, 'pending', 'held']]);
+    expect(skipped.changed).toBe(2);
+    expect((await codes())[`zhima:${RS}`]).toEqual(['rejected', 'HELD']);
+    // When zhima reads it, it does not send it: it waits, held, behind the skipped one.
+    expect(await dispatch('zhima')).toEqual([]);
+    expect((await codes())[`zhima:${RS}`]).toEqual(['rejected', 'HELD']);
+    expect(await replayDeliveries(db.pool, schema, { eventIds: [TS], sink: 'zhima' }, { includeSkipped: true })).toBe(2);
+    expect((await ledger.claim('zhima', 10, 60_000)).map((c) => c.eventId)).toEqual([TS]);
+
+    // Behind a re-queued one: waiting (a dry run makes nothing) ...
+    await stored(tradeEvent('P2', 'REFUND_SUCCESS', 'R2'));
+    const run = (o: Parameters<typeof replayParked>[1]) => replayParked(config, o, { logger: silentLogger(), env: { ...process.env, ...sims.env } });
+    const dry = await run({ eventIds: [TC2], sink: 'zhima', refresh: false, dryRun: true });
+    expect(dry.deliveries.map((d) => [d.eventId, d.action, d.payload?.detail])).toEqual([
+      [TC2, 're-queued', 're-sent as stored (--no-refresh)'],
+      [R2, 'waiting', 'goes out as stored after it (--no-refresh)'],
+    ]);
+    expect((await codes())[`zhima:${R2}`]).toBeUndefined();
+    // ... and --skip-order takes it along.
+    const order = await run({ eventIds: [TC2], sink: 'zhima', skipOrder: true });
+    expect(order.deliveries.map((d) => [d.eventId, d.action])).toEqual([[TC2, 'skipped'], [R2, 'skipped with order']]);
+    expect(order.changed).toBe(2);
+    expect(await codes()).toMatchObject({ [`zhima:${TC2}`]: ['skipped', 'INVALID_PARAMETER'], [`zhima:${R2}`]: ['skipped', 'SKIPPED_WITH_ORDER'] });
+
+    // A re-queue makes what waits behind it a row: claimed after it, not beside it.
+    const P3 = id('P3', 'REFUND_SUCCESS', 'R1'), P3b = id('P3', 'REFUND_SUCCESS', 'R3');
+    await stored(tradeEvent('P3', 'REFUND_SUCCESS', 'R3'));
+    const requeued = await run({ eventIds: [P3], sink: 'zhima', refresh: false });
+    expect(requeued.deliveries.map((d) => [d.eventId, d.action])).toEqual([[P3, 're-queued'], [P3b, 'waiting']]);
+    expect((await codes())[`zhima:${P3b}`]).toEqual(['pending', null]);
+    expect((await ledger.claim('zhima', 10, 60_000)).map((c) => c.eventId)).toEqual([P3]);
+  });
+
+  /*
+   * Known gap, kept failing on purpose (it.fails) until the dispatcher holds an order behind a
+   * skipped row: a skip with nothing behind it leaves no open row, so an event of the order
+   * stored afterwards is read as not blocked and sent (OPEN in src/ledger/sql.ts is pending,
+   * rejected). Expected: it is made a row held behind the skipped one (rejected, HELD), as
+   * what waited behind it at skip time is. Make this `it` when the dispatcher does that.
+   */
+  it.fails('an event of the order stored after a --skip with nothing behind it is held too, not sent ahead of the skipped one', async () => {
+    const TS = id('P1', 'TRADE_SUCCESS'), RS = id('P1', 'REFUND_SUCCESS', 'R7');
+    const skipped = await skipParked(db.pool, schema, { eventIds: [TS], sink: 'zhima' });
+    expect(skipped.outcomes.map((o) => [o.eventId, o.action])).toEqual([[TS, 'skipped']]);
+    const stored = await ledger.append({ source: 'postgres', events: [{ event: tradeEvent('P1', 'REFUND_SUCCESS', 'R7'), sinks: ['zhima'], position: '0/3', committedAt: new Date().toISOString() }], orders: [], bad: [], checkpoints: [] });
+    expect(stored.inserted).toBe(1);
+    // Fails here today: the dispatcher sends the refund (the API never saw the purchase).
+    expect(await dispatch('zhima')).toEqual([]);
+    const { rows } = await db.pool.query(`SELECT status, last_code, last_message FROM ${schema}.deliveries WHERE sink = 'zhima' AND event_id = $1`, [RS]);
+    expect(rows).toEqual([{ status: 'rejected', last_code: 'HELD', last_message: expect.stringContaining(`held behind TRADE_SUCCESS ${TS} of order P1`) }]);
+    // And it comes back with the skipped one, behind it.
+    expect(await replayDeliveries(db.pool, schema, { eventIds: [TS], sink: 'zhima' }, { includeSkipped: true })).toBe(2);
+    expect((await ledger.claim('zhima', 10, 60_000)).map((c) => c.eventId)).toEqual([TS]);
   });
 
   it('--event with an id the ledger does not hold exits non-zero naming it; a known one with nothing parked says so', async () => {
