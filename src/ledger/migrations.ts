@@ -231,6 +231,21 @@ export const MIGRATIONS: readonly Migration[] = [
                (l.payload->>'occurredAt')::timestamptz AS occurred_at, l.committed_at, l.source, l.position,
                l.payload, l.created_at
           FROM ${s}.log l;
+      -- Every (event, sink) with its state, for operators' own queries (not for the hot path):
+      -- the outcome its cursor wrote, else its delivery row, else pending (past the cursor).
+      CREATE VIEW ${s}.delivery_states AS
+        SELECT encode(l.id, 'hex') AS event_id, k.name AS sink, l.seq, l.code, l.order_key,
+               (l.payload->>'orderNo') AS order_no,
+               coalesce(d.status, o.status, 'pending') AS status,
+               coalesce(d.attempts, o.attempts, 0) AS attempts,
+               d.last_code, d.last_message,
+               coalesce(d.result, o.result) AS result,
+               coalesce(d.delivered_at, o.at) AS settled_at
+          FROM ${s}.log l
+          JOIN ${s}.sinks k ON (l.sinks & (1 << k.bit)) <> 0
+          LEFT JOIN ${s}.deliveries d ON d.event_id = encode(l.id, 'hex') AND d.sink = k.name
+          LEFT JOIN LATERAL (SELECT o.status, o.attempts, o.result, o.at FROM ${s}.outcomes o
+                              WHERE o.seq = l.seq AND o.sink = k.name ORDER BY o.at DESC LIMIT 1) o ON d.event_id IS NULL;
       -- Where a sink's cursors start when the dispatcher makes them: past every carried-over event.
       CREATE TABLE ${s}.settings (key text PRIMARY KEY, value text NOT NULL);
       INSERT INTO ${s}.settings (key, value) SELECT 'cursor_start', coalesce(max(seq), 0)::text FROM seqmap;

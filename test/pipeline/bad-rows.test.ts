@@ -49,17 +49,17 @@ describe('bad rows', () => {
     expect(JSON.parse(parked.raw).after.buyer_phone).toBe('13800138000');
 
     const rejected = await waitFor(async () => (await db.pool.query(
-      `SELECT d.last_code, d.last_message FROM order_relay.deliveries d JOIN order_relay.events e ON e.id = d.event_id
-        WHERE d.sink = 'antchain' AND d.status = 'rejected' AND e.order_no = 'G2'`)).rows[0], 'G2 parked');
+      `SELECT d.last_code, d.last_message FROM order_relay.deliveries d
+        WHERE d.sink = 'antchain' AND d.status = 'rejected' AND d.order_no = 'G2'`)).rows[0], 'G2 parked');
     expect(rejected).toEqual({ last_code: 'INVALID_EVENT', last_message: expect.stringContaining('column "buyer_phone"') });
     // G2's TRADE_CONFIRM waits behind its parked TRADE_SUCCESS instead of overtaking it.
-    const { rows } = await db.pool.query(`SELECT e.code, d.status FROM order_relay.deliveries d JOIN order_relay.events e ON e.id = d.event_id
-      WHERE d.sink = 'antchain' AND e.order_no = 'G2' ORDER BY d.id`);
+    const { rows } = await db.pool.query(`SELECT d.code, d.status FROM order_relay.deliveries d
+      WHERE d.sink = 'antchain' AND d.order_no = 'G2' ORDER BY d.id`);
     expect(rows).toEqual([{ code: 'TRADE_SUCCESS', status: 'rejected' }, { code: 'TRADE_CONFIRM', status: 'pending' }]);
     expect(sims.antchain.stats().effectList.map((e: { orderNo?: string }) => e.orderNo).sort()).toEqual(['G1', 'G3']);
 
     // Fix the data, replay the parked delivery: it goes out with its original key, then the confirm follows.
-    await db.pool.query(`UPDATE order_relay.events SET payload = jsonb_set(payload::jsonb, '{order,buyer_phone}', '"13700137000"')::json WHERE order_no = 'G2'`);
+    await db.pool.query(`UPDATE order_relay.deliveries SET payload = jsonb_set(payload::jsonb, '{order,buyer_phone}', '"13700137000"')::json WHERE order_no = 'G2'`);
     expect(await app.ledger.replay({ sink: 'antchain' })).toBe(1);
     app.dispatcher.wake();
     await waitFor(() => sims.antchain.stats().effects === 4, 'G2 trade and confirm after replay');

@@ -109,7 +109,7 @@ describe('crash safety: SIGKILL at each boundary, then restart', () => {
 
         const survivor = spawnConnector(path, sims.env);
         await waitFor(async () => {
-          const { rows } = await db.pool.query(`SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending, count(*)::int AS n FROM ${schema}.deliveries`);
+          const { rows } = await db.pool.query(`SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending, count(*)::int AS n FROM ${schema}.delivery_states`);
           return rows[0].n === expected.length * 2 && rows[0].pending === 0;
         }, `every delivery settled (${survivor.output().slice(-2000)})`, 60_000);
         survivor.child.kill('SIGTERM');

@@ -29,7 +29,7 @@ function order(no: string, status: string, alipay: string | null = null): string
 }
 
 async function drained(schema = 'order_relay'): Promise<boolean> {
-  const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${schema}.deliveries WHERE status = 'pending'`);
+  const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${schema}.delivery_states WHERE status = 'pending'`);
   return rows[0].n === 0;
 }
 
@@ -73,7 +73,7 @@ describe('Postgres → ledger → both gateways', () => {
     expect([...sims.zhima.stats().effectKeys].sort()).toEqual(withAlipay);
     expect(sims.antchain.stats().violations).toEqual([]);
     const { rows: statuses } = await db.pool.query<{ sink: string; status: string; n: number }>(
-      `SELECT sink, status, count(*)::int AS n FROM order_relay.deliveries GROUP BY 1, 2 ORDER BY 1, 2`,
+      `SELECT sink, status, count(*)::int AS n FROM order_relay.delivery_states GROUP BY 1, 2 ORDER BY 1, 2`,
     );
     expect(statuses).toEqual([
       { sink: 'antchain', status: 'delivered', n: 9 },
@@ -132,11 +132,14 @@ describe('Postgres → ledger → both gateways', () => {
     // The faults really happened, and ambiguous ones came back as duplicates, not effects.
     expect(a.faultsInjected.dropAfterCommit + z.faultsInjected.dropAfterCommit).toBeGreaterThan(0);
     expect(a.duplicates + z.duplicates).toBeGreaterThan(0);
-    const { rows } = await db.pool.query(`SELECT status, count(*)::int AS n FROM ledger_faults.deliveries GROUP BY 1`);
+    const { rows } = await db.pool.query(`SELECT status, count(*)::int AS n FROM ledger_faults.delivery_states GROUP BY 1`);
     expect(rows).toEqual([{ status: 'delivered', n: expectedAntchain.length + expectedZhima.length }]);
-    // Every attempt is on record with its per-request id.
-    const { rows: att } = await db.pool.query(`SELECT count(*)::int AS n, count(request_id)::int AS with_id FROM ledger_faults.attempts`);
-    expect(att[0].n).toBeGreaterThan(expectedAntchain.length + expectedZhima.length);
+    // Every delivery is on record with the per-request id of the attempt that delivered it,
+    // and the failed attempts before it with theirs.
+    const { rows: out } = await db.pool.query(`SELECT count(*)::int AS n, count(request_id)::int AS with_id FROM ledger_faults.outcomes`);
+    expect(out[0].with_id).toBe(out[0].n);
+    const { rows: att } = await db.pool.query(`SELECT count(*)::int AS n, count(request_id)::int AS with_id, count(*) FILTER (WHERE outcome <> 'delivered')::int AS failed FROM ledger_faults.attempts`);
+    expect(att[0].failed).toBeGreaterThan(0);
     expect(att[0].with_id).toBe(att[0].n);
 
     stop.abort();

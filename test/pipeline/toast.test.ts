@@ -77,7 +77,7 @@ describe('unchanged TOAST through the Postgres source', () => {
       const expected = [id('T1', 'TRADE_SUCCESS'), id('T1', 'TRADE_CONFIRM'), id('T2', 'TRADE_SUCCESS'), id('T2', 'TRADE_CONFIRM')].sort();
       // Settled, or a delivery parked (what happened without the read-back; the rest then waits behind it).
       await waitFor(async () => {
-        const { rows } = await db.pool.query(`SELECT count(*) FILTER (WHERE status <> 'pending')::int AS settled, count(*) FILTER (WHERE status = 'rejected')::int AS parked FROM order_relay.deliveries`);
+        const { rows } = await db.pool.query(`SELECT count(*) FILTER (WHERE status <> 'pending')::int AS settled, count(*) FILTER (WHERE status = 'rejected')::int AS parked FROM order_relay.delivery_states`);
         return rows[0].settled === 8 || rows[0].parked > 0;
       }, 'both events of both orders settled at both sinks');
 
@@ -92,7 +92,7 @@ describe('unchanged TOAST through the Postgres source', () => {
       const { rows: orders } = await db.pool.query<{ order_no: string; row: Row }>(`SELECT order_no, row FROM order_relay.orders ORDER BY order_no`);
       expect(orders.map((o) => [o.order_no, o.row.status, o.row.seat_ids])).toEqual([['T1', 'USED', longSeats.T1], ['T2', 'USED', longSeats.T2]]);
       // Delivered at both gateways, the confirm after the purchase; nothing parked.
-      const { rows: deliveries } = await db.pool.query(`SELECT sink, status, count(*)::int AS n FROM order_relay.deliveries GROUP BY 1, 2 ORDER BY 1, 2`);
+      const { rows: deliveries } = await db.pool.query(`SELECT sink, status, count(*)::int AS n FROM order_relay.delivery_states GROUP BY 1, 2 ORDER BY 1, 2`);
       expect(deliveries).toEqual([{ sink: 'antchain', status: 'delivered', n: 4 }, { sink: 'zhima', status: 'delivered', n: 4 }]);
       expect([...sims.zhima.stats().effectKeys].sort()).toEqual(expected);
       expect(sims.antchain.stats().violations).toEqual([]);
