@@ -6,7 +6,7 @@ import { silentLogger } from '../../src/log.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { createOrderTables } from '../helpers/pipeline.js';
 import { waitFor } from '../helpers/wait.js';
-import { id, operatorConfig, startSims } from './helpers.js';
+import { deliveryOf, id, operatorConfig, startSims } from './helpers.js';
 
 /**
  * The demo's advice, end to end: a row no API accepts is parked; fix the row in the source
@@ -46,10 +46,8 @@ const insertOrder = (no: string, phone: string, alipay: string | null) =>
     [no, phone, alipay],
   );
 
-async function delivery(sink: string, eventId: string): Promise<{ status: string; last_code: string | null; result: Record<string, unknown> | null } | undefined> {
-  const { rows } = await db.pool.query(`SELECT status, last_code, result FROM order_relay.deliveries WHERE sink = $1 AND event_id = $2`, [sink, eventId]);
-  return rows[0];
-}
+/** The sink's record of the event: its delivery row (an exception), else the outcome its cursor wrote as it passed it. */
+const delivery = (sink: string, eventId: string) => deliveryOf(db.pool, 'order_relay', sink, eventId);
 
 const replay = (o: Parameters<typeof replayParked>[1]) => replayParked(config, o, { logger: silentLogger(), env: { ...process.env, ...sims.env } });
 
