@@ -175,7 +175,7 @@ describe('through the dispatcher and the ledger', () => {
   }
 
   async function statuses(ledger: Ledger): Promise<Record<string, number>> {
-    const { rows } = await db.pool.query(`SELECT status, count(*)::int AS n FROM ${ledger.schema}.deliveries GROUP BY 1`);
+    const { rows } = await db.pool.query(`SELECT status, count(*)::int AS n FROM ${ledger.schema}.delivery_states GROUP BY 1`);
     return Object.fromEntries(rows.map((r: { status: string; n: number }) => [r.status, r.n]));
   }
 
@@ -198,7 +198,7 @@ describe('through the dispatcher and the ledger', () => {
     const d = createDispatcher({
       ledger,
       sinks: [{ sink, policy: { concurrency: 1, timeout: 2_000, retry: { initialBackoff: 20, maxBackoff: 100 } } }],
-      options: { claimBatch: 64, pollInterval: 20, leaseMargin: 500, drainTimeout: 2_000 },
+      options: { claimBatch: 64, pollInterval: 20, leaseMargin: 500, drainTimeout: 2_000, window: 4096, flushInterval: 10, quickRetries: 2 },
       logger: silentLogger(),
       hooks: { onPauseChange: (_sink, paused, reason) => changes.push([paused, reason]) },
     });

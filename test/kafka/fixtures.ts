@@ -219,7 +219,7 @@ export async function ledgerState(pool: pg.Pool, schema: string): Promise<Ledger
   const exists = await pool.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`${schema}.checkpoints`]);
   if (!exists.rows[0]?.ok) return { events: [], duplicateEvents: 0, deliveries: 0, parked: [], checkpoints: new Map() };
   const ev = await pool.query<{ id: string }>(`SELECT id FROM ${schema}.events`);
-  const dl = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.deliveries`);
+  const dl = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${schema}.delivery_states`);
   const pk = await pool.query<{ k: string }>(`SELECT stream || '|' || position AS k FROM ${schema}.parked_inputs WHERE source = 'kafka'`);
   const cp = await pool.query<{ stream: string; position: string }>(`SELECT stream, position FROM ${schema}.checkpoints WHERE source = 'kafka'`);
   const ids = ev.rows.map((r) => r.id);

@@ -140,7 +140,7 @@ describe('adjacent commit records: the slot is acknowledged exactly at the ledge
         expect(rows.map((r) => r.id)).toEqual(expected);
 
         await waitFor(async () => {
-          const { rows: d } = await db.pool.query(`SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending, count(*)::int AS n FROM ${schema}.deliveries`);
+          const { rows: d } = await db.pool.query(`SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending, count(*)::int AS n FROM ${schema}.delivery_states`);
           return d[0].n === expected.length * 2 && d[0].pending === 0;
         }, 'every delivery settled', 60_000);
         survivor.child.kill('SIGTERM');
