@@ -4,19 +4,20 @@ import type { Config } from '../../src/config/schema.js';
 import { LATEST_VERSION } from '../../src/ledger/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { createOrderTables } from '../helpers/pipeline.js';
-import { operatorConfig, seedLedger, startSims } from './helpers.js';
+import { seedFigures } from '../helpers/ledger-fixtures.js';
+import { operatorConfig, startSims } from './helpers.js';
 
 let db: TestDatabase;
 let sims: Awaited<ReturnType<typeof startSims>>;
 let config: Config;
-let seeded: Awaited<ReturnType<typeof seedLedger>>;
+let seeded: Awaited<ReturnType<typeof seedFigures>>;
 
 beforeAll(async () => {
   db = await createTestDatabase('status');
   await createOrderTables(db.pool);
   sims = await startSims();
   config = operatorConfig(db.url, sims).config;
-  seeded = await seedLedger(db.pool, config.ledger.schema);
+  seeded = await seedFigures(db.pool, config.ledger.schema);
   await db.pool.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [config.source!.slot]);
 });
 
@@ -30,7 +31,7 @@ describe('order-relay status', () => {
     const r = await collectStatus(config);
     const antchain = r.sinks.find((s) => s.sink === 'antchain')!;
     expect(antchain).toMatchObject({
-      backlog: 3, // A/TC due, B/TC blocked behind the parked B/TS, C/TS waiting for its retry
+      backlog: 3, // A/TC due (in the log, past the cursor), B/TC blocked behind the parked B/TS, C/TS waiting for its retry
       due: 2,
       retrying: 1,
       parked: 1,
