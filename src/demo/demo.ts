@@ -10,7 +10,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { packageRoot } from '../core/root.js';
 import { createLogger } from '../log.js';
-import { ledgerCounts, parkedDeliveries, parkedInputCount, parkedInputs, sinkFigures } from '../observe/queries.js';
+import { deliveryAudit, deliveryLatency, ledgerCounts, loggedEventIds, parkedDeliveries, parkedInputCount, parkedInputs, sinkFigures } from '../observe/queries.js';
 import { startAntchainSimulator, type AntchainFaults, type AntchainSimulator } from '../sandbox/antchain-simulator.js';
 import { startPostgres, type LocalPostgres } from '../sandbox/postgres.js';
 import { startZhimaSimulator, type ZhimaFaults, type ZhimaSimulator } from '../sandbox/zhima-simulator.js';
@@ -290,21 +290,30 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const schema = config.ledger.schema;
     const pool = running.app.ledger.pool;
     const counts = await ledgerCounts(pool, schema);
-    const latency = await latencies(pool, schema);
+    const latency = await deliveryLatency(pool, schema);
     const parked = await parkedDeliveries(pool, schema, 1000);
     const inputs = await parkedInputs(pool, schema, 1000);
     const inputCount = await parkedInputCount(pool, schema);
-    const { rows: eventIds } = await pool.query<{ id: string }>(`SELECT id FROM ${schema}.events`);
+    // Every event once in the log; every (event, sink) the cursor passed has exactly one
+    // record (an outcome or an exception row); delivered counted per event and sink.
+    const eventIds = await loggedEventIds(pool, schema);
     const expected = new Set([...gen.expectedEvents(), ...before.expectedEvents()]);
-    const stored = new Set(eventIds.map((r) => r.id));
+    const stored = new Set(eventIds);
     const missing = [...expected].filter((id) => !stored.has(id));
     const extra = [...stored].filter((id) => !expected.has(id));
     if (missing.length) problems.push(`${missing.length} expected events are not in the ledger (e.g. ${missing[0]})`);
     if (extra.length) problems.push(`${extra.length} events in the ledger were not expected (e.g. ${extra[0]})`);
+    if (stored.size !== eventIds.length) problems.push(`${eventIds.length - stored.size} events are in the ledger more than once`);
+    const audit = new Map((await deliveryAudit(pool, schema)).map((x) => [x.sink, x]));
+    for (const x of audit.values()) {
+      if (x.unrecorded) problems.push(`${x.sink}: ${x.unrecorded} events passed by the cursor without an outcome or a delivery row`);
+      if (x.repeated) problems.push(`${x.sink}: ${x.repeated} events with more than one outcome or delivery row`);
+      if (x.ahead) problems.push(`${x.sink}: ${x.ahead} events recorded while still past the cursor`);
+    }
     const a = antchain.stats();
     const z = zhima.stats();
-    const deliveredA = counts.deliveries.antchain?.delivered ?? 0;
-    const deliveredZ = counts.deliveries.zhima?.delivered ?? 0;
+    const deliveredA = audit.get('antchain')?.delivered ?? 0;
+    const deliveredZ = audit.get('zhima')?.delivered ?? 0;
     if (a.effects !== deliveredA) problems.push(`AntChain simulator holds ${a.effects} effects for ${deliveredA} delivered events`);
     if (z.effects !== deliveredZ) problems.push(`Zhima simulator holds ${z.effects} effects for ${deliveredZ} delivered events`);
     if (a.violations.length) problems.push(`AntChain simulator saw ${a.violations.length} violations (e.g. ${a.violations[0]!.reason})`);
@@ -385,18 +394,6 @@ async function stopPostgres(server: LocalPostgres): Promise<void> {
     // down on the same Ctrl-C): remove it in any case.
     rmSync(dirname(server.dataDir), { recursive: true, force: true });
   }
-}
-
-async function latencies(pool: pg.Pool, schema: string): Promise<Record<string, { p50: number; p99: number; n: number }>> {
-  const { rows } = await pool.query<{ sink: string; p50: number; p99: number; n: number }>(
-    `SELECT d.sink,
-            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - e.committed_at)) * 1000 AS p50,
-            percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - e.committed_at)) * 1000 AS p99,
-            count(*)::int AS n
-       FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.id = d.event_id
-      WHERE d.status = 'delivered' GROUP BY d.sink ORDER BY d.sink`,
-  );
-  return Object.fromEntries(rows.map((r) => [r.sink, { p50: Math.round(r.p50), p99: Math.round(r.p99), n: r.n }]));
 }
 
 export function renderReport(r: DemoReport, durationMs: number): string {
