@@ -241,11 +241,11 @@ describe('the command line', () => {
     );
     await waitFor(async () => {
       // Delivered from the log (an outcome as the cursor passed it) or as a delivery row.
-      const { rows } = await db.pool
-        .query(`SELECT (SELECT count(*) FROM quiet_run.outcomes WHERE status = 'delivered') + (SELECT count(*) FROM quiet_run.deliveries WHERE status = 'delivered') AS n`)
-        .then((r) => ({ rows: [{ n: Number(r.rows[0].n) }] }))
-        .catch(() => ({ rows: [{ n: 0 }] }));
-      return rows[0].n === 2;
+      const n = await db.pool
+        .query<{ n: number }>(`SELECT ((SELECT count(*) FROM quiet_run.outcomes WHERE status = 'delivered') + (SELECT count(*) FROM quiet_run.deliveries WHERE status = 'delivered'))::int AS n`)
+        .then((r) => r.rows[0]!.n)
+        .catch(() => 0);
+      return n === 2;
     }, 'Q1 delivered to both sinks', 20_000);
     c.kill('SIGTERM');
     expect(await exitWithin(c, 20_000, 'run after SIGTERM')).toEqual({ code: 0, signal: null });
