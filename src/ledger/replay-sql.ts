@@ -72,27 +72,23 @@ export const unreadBehind = (s: string) => /* sql */ `
       FROM unnest($1::text[], $2::text[], $3::bigint[]) AS h(sink, order_key, id)
       JOIN ${s}.sinks k ON k.name = h.sink
   )
-  SELECT l.seq::text AS id, encode(l.id, 'hex') AS event_id, h.sink, l.order_key, l.code, l.payload->>'orderNo' AS order_no,
-         'pending' AS status, 0 AS attempts, NULL::text AS last_code, NULL::text AS last_message
+  SELECT l.seq::text AS seq, h.sink
     FROM h
     JOIN LATERAL (
-           SELECT l.* FROM ${s}.log l
+           SELECT l.seq, l.id, l.shard FROM ${s}.log l
             WHERE l.seq > h.lo AND l.order_key = h.order_key AND (l.sinks & (1 << h.bit)) <> 0) l ON true
    WHERE l.seq > coalesce((SELECT c.seq FROM ${s}.cursors c WHERE c.sink = h.sink AND c.shard = l.shard), (SELECT seq FROM st))
      AND NOT EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.event_id = encode(l.id, 'hex') AND d.sink = h.sink)
    ORDER BY l.seq, h.sink`;
 
 /**
- * Rows for events of the log that wait behind an open row of their (sink, order) and were not
- * read yet, made as the dispatcher makes them when it reads one (its own insert then finds
- * this row and leaves it). $1 seqs, $2 sinks, $3 statuses, $4 last codes, $5 last messages.
+ * Those events ($1 seqs, $2 sinks) as rows, pending behind the open row of their order, as the
+ * dispatcher makes them when it reads one (its own insert then finds the row and leaves it).
  */
 export const insertRowsFromLog = (s: string) => /* sql */ `
-  INSERT INTO ${s}.deliveries (event_id, sink, id, order_key, status, attempts, next_attempt_at, last_code, last_message,
-                               code, order_no, committed_at, payload)
-  SELECT encode(l.id, 'hex'), x.sink, l.seq, l.order_key, x.status, 0, now(), x.last_code, x.last_message,
-         l.code, l.payload->>'orderNo', l.committed_at, l.payload
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS x(seq, sink, status, last_code, last_message)
+  INSERT INTO ${s}.deliveries (event_id, sink, id, order_key, status, attempts, next_attempt_at, code, order_no, committed_at, payload)
+  SELECT encode(l.id, 'hex'), x.sink, l.seq, l.order_key, 'pending', 0, now(), l.code, l.payload->>'orderNo', l.committed_at, l.payload
+    FROM unnest($1::bigint[], $2::text[]) AS x(seq, sink)
     JOIN ${s}.log l ON l.seq = x.seq
   ON CONFLICT (event_id, sink) DO NOTHING`;
 

@@ -233,25 +233,19 @@ function heads(rows: DeliveryRow[]): DeliveryRow[] {
 const headParams = (hs: DeliveryRow[]) => [hs.map((h) => h.sink), hs.map((h) => h.orderKey), hs.map((h) => h.id)];
 
 /**
- * What waits behind each head in its (sink, order): its open (pending or parked) rows, locked,
- * and, behind a head that is parked now, the events its sink has not read yet (no row; in
- * `unread`, to be made rows by the caller). In FIFO order.
+ * What waits behind each head in its (sink, order), in FIFO order: its open (pending or
+ * parked) rows, locked. Behind a head that is parked now, the events its sink has not read
+ * yet (past its cursor, no row) are made rows first, pending, as the dispatcher makes them
+ * when it reads them (its own insert then finds the row and leaves it): what the caller
+ * decides for them then holds when the dispatcher gets to them. A row the dispatcher wrote
+ * meanwhile is taken as it is.
  */
-async function behind(c: Client, schema: string, hs: DeliveryRow[], exclude: Set<string>): Promise<{ rows: DeliveryRow[]; unread: Set<string> }> {
-  if (hs.length === 0) return { rows: [], unread: new Set() };
-  const open = (await c.query<RawRow>(q.openRowsBehind(schema), headParams(hs))).rows.map(toRow).filter((r) => !exclude.has(rowKey(r)));
+async function behind(c: Client, schema: string, hs: DeliveryRow[], exclude: Set<string>): Promise<DeliveryRow[]> {
+  if (hs.length === 0) return [];
   const parked = heads(hs.filter((h) => h.status === 'rejected'));
-  const unread = parked.length ? (await c.query<RawRow>(q.unreadBehind(schema), headParams(parked))).rows.map(toRow) : [];
-  return { rows: [...open, ...unread].sort(byFifo), unread: new Set(unread.map(rowKey)) };
-}
-
-/** Makes rows of events not read yet (see `behind`), each with its status and reason; returns how many it made. */
-async function makeRows(c: Client, schema: string, rows: Array<{ row: DeliveryRow; status: string; code: string | null; message: string | null }>): Promise<number> {
-  if (rows.length === 0) return 0;
-  const r = await c.query(q.insertRowsFromLog(schema), [
-    rows.map((x) => x.row.id), rows.map((x) => x.row.sink), rows.map((x) => x.status), rows.map((x) => x.code), rows.map((x) => x.message),
-  ]);
-  return r.rowCount ?? 0;
+  const unread = parked.length ? (await c.query<{ seq: string; sink: string }>(q.unreadBehind(schema), headParams(parked))).rows : [];
+  if (unread.length) await c.query(q.insertRowsFromLog(schema), [unread.map((u) => u.seq), unread.map((u) => u.sink)]);
+  return (await c.query<RawRow>(q.openRowsBehind(schema), headParams(hs))).rows.map(toRow).filter((r) => !exclude.has(rowKey(r)));
 }
 
 /** The matched delivery of the same (sink, order) closest before `r`. */
@@ -295,7 +289,7 @@ export async function skipParked(pool: pg.Pool, schema: string, f: DeliveryFilte
   checkFilter(f);
   return transaction(pool, !!options.dryRun, async (c) => {
     const { rows: matched, heldLeft } = await match(c, schema, f, options.wholeOrder ? ['rejected', 'skipped'] : ['rejected'], true);
-    const { rows: later, unread } = await behind(c, schema, heads(matched), new Set(matched.map(rowKey)));
+    const later = await behind(c, schema, heads(matched), new Set(matched.map(rowKey)));
     const outcomes: DeliveryOutcome[] = [];
     const skip: DeliveryRow[] = [];
     const hold: Array<{ row: DeliveryRow; message: string }> = [];
@@ -336,17 +330,10 @@ export async function skipParked(pool: pg.Pool, schema: string, f: DeliveryFilte
     }
     let changed = 0;
     if (skip.length) changed += (await c.query(q.skipRows(schema), keyed(skip))).rowCount ?? 0;
-    const rowsOf = <T extends { row: DeliveryRow }>(list: T[], made: boolean) => list.filter((x) => unread.has(rowKey(x.row)) === made);
-    const holdRows = rowsOf(hold, false);
-    if (holdRows.length) changed += (await c.query(q.holdRows(schema, HELD), [...keyed(holdRows.map((h) => h.row)), holdRows.map((h) => h.message)])).rowCount ?? 0;
-    const orderRows = rowsOf(withOrder, false);
-    if (orderRows.length) {
-      changed += (await c.query(q.skipRowsWithOrder(schema, HELD, SKIPPED_WITH_ORDER), [...keyed(orderRows.map((h) => h.row)), orderRows.map((h) => h.message)])).rowCount ?? 0;
+    if (hold.length) changed += (await c.query(q.holdRows(schema, HELD), [...keyed(hold.map((h) => h.row)), hold.map((h) => h.message)])).rowCount ?? 0;
+    if (withOrder.length) {
+      changed += (await c.query(q.skipRowsWithOrder(schema, HELD, SKIPPED_WITH_ORDER), [...keyed(withOrder.map((h) => h.row)), withOrder.map((h) => h.message)])).rowCount ?? 0;
     }
-    changed += await makeRows(c, schema, [
-      ...rowsOf(hold, true).map((h) => ({ row: h.row, status: 'rejected', code: HELD, message: h.message })),
-      ...rowsOf(withOrder, true).map((h) => ({ row: h.row, status: 'skipped', code: SKIPPED_WITH_ORDER, message: h.message })),
-    ]);
     return { outcomes: outcomes.sort(byFifo), heldLeft, changed: options.dryRun ? 0 : changed };
   });
 }
@@ -383,10 +370,8 @@ export async function requeueParked(
       if (action === 're-queued') requeued.push(m);
     }
     // Behind what is re-queued (not behind what is left parked: nothing changes for those).
-    const found = await behind(c, schema, heads(requeued), new Set(matched.map(rowKey)));
-    const later = found.rows.filter((l) => (l.status === 'rejected' && l.lastCode === HELD) || (l.status === 'pending' && l.attempts === 0));
+    const later = (await behind(c, schema, heads(requeued), new Set(matched.map(rowKey)))).filter((l) => (l.status === 'rejected' && l.lastCode === HELD) || (l.status === 'pending' && l.attempts === 0));
     if (options.render) await refreshPayloads(c, schema, later, options.render, notes);
-    const waiting: DeliveryRow[] = [];
     for (const l of later) {
       const ahead = aheadOf(l, requeued)!;
       const note = notes.get(l.eventId) ?? asStored;
@@ -396,15 +381,10 @@ export async function requeueParked(
       if (l.status === 'rejected') {
         outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 're-queued', payload });
         requeued.push(l);
-      } else {
-        outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 'waiting', payload });
-        waiting.push(l);
-      }
+      } else outcomes.push({ ...l, role: 'behind', behind: ahead.eventId, action: 'waiting', payload });
     }
     let changed = 0;
     if (requeued.length) changed = (await c.query(q.requeueRows(schema, HELD), keyed(requeued))).rowCount ?? 0;
-    // Not read by their sink yet: rows now, pending behind the re-queued one, with the payload as refreshed.
-    await makeRows(c, schema, waiting.filter((w) => found.unread.has(rowKey(w))).map((row) => ({ row, status: 'pending', code: null, message: null })));
     return { outcomes: outcomes.sort(byFifo), heldLeft, changed: options.dryRun ? 0 : changed };
   });
 }
