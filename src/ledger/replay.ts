@@ -233,16 +233,17 @@ function heads(rows: DeliveryRow[]): DeliveryRow[] {
 const headParams = (hs: DeliveryRow[]) => [hs.map((h) => h.sink), hs.map((h) => h.orderKey), hs.map((h) => h.id)];
 
 /**
- * What waits behind each head in its (sink, order), in FIFO order: its open (pending or
- * parked) rows, locked. Behind a head that is parked now, the events its sink has not read
+ * What waits behind the first of `rows` in each (sink, order), in FIFO order: its open
+ * (pending or parked) rows, locked. Behind the first of them that is parked now, the events its sink has not read
  * yet (past its cursor, no row) are made rows first, pending, as the dispatcher makes them
  * when it reads them (its own insert then finds the row and leaves it): what the caller
  * decides for them then holds when the dispatcher gets to them. A row the dispatcher wrote
  * meanwhile is taken as it is.
  */
-async function behind(c: Client, schema: string, hs: DeliveryRow[], exclude: Set<string>): Promise<DeliveryRow[]> {
-  if (hs.length === 0) return [];
-  const parked = heads(hs.filter((h) => h.status === 'rejected'));
+async function behind(c: Client, schema: string, rows: DeliveryRow[], exclude: Set<string>): Promise<DeliveryRow[]> {
+  if (rows.length === 0) return [];
+  const hs = heads(rows);
+  const parked = heads(rows.filter((r) => r.status === 'rejected'));
   const unread = parked.length ? (await c.query<{ seq: string; sink: string }>(q.unreadBehind(schema), headParams(parked))).rows : [];
   if (unread.length) await c.query(q.insertRowsFromLog(schema), [unread.map((u) => u.seq), unread.map((u) => u.sink)]);
   return (await c.query<RawRow>(q.openRowsBehind(schema), headParams(hs))).rows.map(toRow).filter((r) => !exclude.has(rowKey(r)));
@@ -289,7 +290,7 @@ export async function skipParked(pool: pg.Pool, schema: string, f: DeliveryFilte
   checkFilter(f);
   return transaction(pool, !!options.dryRun, async (c) => {
     const { rows: matched, heldLeft } = await match(c, schema, f, options.wholeOrder ? ['rejected', 'skipped'] : ['rejected'], true);
-    const later = await behind(c, schema, heads(matched), new Set(matched.map(rowKey)));
+    const later = await behind(c, schema, matched, new Set(matched.map(rowKey)));
     const outcomes: DeliveryOutcome[] = [];
     const skip: DeliveryRow[] = [];
     const hold: Array<{ row: DeliveryRow; message: string }> = [];
@@ -370,7 +371,7 @@ export async function requeueParked(
       if (action === 're-queued') requeued.push(m);
     }
     // Behind what is re-queued (not behind what is left parked: nothing changes for those).
-    const later = (await behind(c, schema, heads(requeued), new Set(matched.map(rowKey)))).filter((l) => (l.status === 'rejected' && l.lastCode === HELD) || (l.status === 'pending' && l.attempts === 0));
+    const later = (await behind(c, schema, requeued, new Set(matched.map(rowKey)))).filter((l) => (l.status === 'rejected' && l.lastCode === HELD) || (l.status === 'pending' && l.attempts === 0));
     if (options.render) await refreshPayloads(c, schema, later, options.render, notes);
     for (const l of later) {
       const ahead = aheadOf(l, requeued)!;
