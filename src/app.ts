@@ -11,6 +11,7 @@ import { failpoint } from './core/failpoints.js';
 import { createDispatcher, type Dispatcher } from './dispatch/dispatcher.js';
 import type { DispatchHooks } from './dispatch/sink-worker.js';
 import { createLedger, type Ledger } from './ledger/ledger.js';
+import { startMaintenance } from './ledger/maintenance.js';
 import { migrate } from './ledger/migrations.js';
 import type { Logger } from './log.js';
 import { createIngest, type Ingest, type IngestResult } from './pipeline/ingest.js';
@@ -153,6 +154,8 @@ export function createApp(config: Config, deps: AppDeps): App {
 
   async function run(signal: AbortSignal): Promise<void> {
     await retryWhileUnreachable(() => migrateLedger(config), signal);
+    // Partitions of the log are opened and dropped, and old history deleted, beside the work.
+    const maintenance = startMaintenance({ pool, schema: config.ledger.schema, lockClass: ledger.lockClass, retentionMs: config.ledger.retention, idRetentionMs: config.ledger.idRetention, logger });
     dispatcher.start();
     // One source failing for good stops the others: the process exits and is restarted.
     const all = new AbortController();
@@ -171,6 +174,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     } finally {
       signal.removeEventListener('abort', onAbort);
       await dispatcher.stop();
+      await maintenance.stop();
       await Promise.all(sinks.map((s) => s.close().catch(() => {})));
       await Promise.all(pools.map((p) => p.end()));
     }

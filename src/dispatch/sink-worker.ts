@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { failpoint } from '../core/failpoints.js';
 import type { AttemptInfo, DeliveryOutcome, Sink } from '../core/sink.js';
-import type { AppendResult, ClaimedDelivery, Ledger, LogEntry, LogFlush, Settlement } from '../ledger/ledger.js';
+import type { AppendResult, ClaimedDelivery, Ledger, LogEntry, LogFlush, Settlement, SinkOwnership } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
 import { backoffMs, TokenBucket } from './backoff.js';
 import { FailureRun } from './outage.js';
@@ -60,6 +60,8 @@ const READ_BATCH = 512;
 /** One event of the log, held by the worker from when it is read until its cursor passes it. */
 interface Slot {
   entry: LogEntry;
+  /** The window it belongs to: a window dropped (ownership lost) ignores what its slots' attempts say. */
+  epoch: number;
   /** Attempts made. */
   attempt: number;
   state: 'queued' | 'waiting' | 'inflight' | 'retry' | 'done';
@@ -134,6 +136,8 @@ export class SinkWorker {
   private flushTimer: NodeJS.Timeout | null = null;
   private lastBlockPrune = 0;
   private closed = false;
+  private ownership: SinkOwnership | null = null;
+  private epoch = 0;
 
   constructor(
     private readonly sink: Sink,
@@ -233,22 +237,75 @@ export class SinkWorker {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     await this.flushing;
     if (this.ready) await this.flushLog(true);
+    const owned = this.ownership;
+    this.ownership = null;
+    await owned?.release();
   }
 
-  private async loop(): Promise<void> {
+  /**
+   * Becomes the one process delivering this sink (see `Ledger.ownSink`), then loads the
+   * cursors. Another instance holding it: stand by and try again. The lock lost (its
+   * connection failed): everything held in memory is dropped, unsent; the next owner
+   * reads it again from the cursors, under the same keys.
+   */
+  private async takeOwnership(): Promise<void> {
+    let announced = false;
     while (this.running && !this.ready) {
       try {
-        this.cursors = await this.ledger.cursors(this.sink.name);
+        const owned = await this.ledger.ownSink(this.sink.name);
+        if (!owned) {
+          if (!announced) this.log.info('another instance delivers this sink; standing by');
+          announced = true;
+          await this.idle(2_000);
+          continue;
+        }
+        this.ownership = owned;
+        try {
+          this.cursors = await this.ledger.cursors(this.sink.name);
+        } catch (err) {
+          this.ownership = null;
+          await owned.release();
+          throw err;
+        }
         this.shardQueues = this.cursors.map(() => []);
         this.readPos = Math.min(...this.cursors);
         this.ready = true;
         this.reads.succeeded();
+        if (announced) this.log.info('this instance now delivers the sink');
+        void owned.lost.then((err) => {
+          if (this.ownership !== owned) return;
+          this.log.warn({ err: String(err) }, 'lost the connection that makes this instance the one delivering the sink; dropping what it holds and taking it again');
+          this.dropWindow();
+          this.ownership = null;
+          this.kick();
+        });
       } catch (err) {
         this.reads.failed(err);
         await this.idle(1_000);
       }
     }
+  }
+
+  /** Forgets the log's slots held in memory (none is written): the cursors stay where they are. */
+  private dropWindow(): void {
+    this.ready = false;
+    this.epoch++;
+    for (const q of this.shardQueues) for (const slot of q) slot.state = 'done';
+    this.shardQueues = [];
+    this.orders.clear();
+    this.localBlocks.clear();
+    this.unwritten.clear();
+    this.toFlush.length = 0;
+    this.held = 0;
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.kind === 'log') this.queue.splice(i, 1);
+  }
+
+  private async loop(): Promise<void> {
     while (this.running) {
+      if (!this.ready) {
+        await this.takeOwnership();
+        continue;
+      }
       const probing = this.paused !== null;
       if (probing && Date.now() < this.paused!.probeAt) {
         await this.release();
@@ -315,7 +372,7 @@ export class SinkWorker {
   /** Takes an event into the window; false when its shard's cursor has passed it already. */
   private admit(entry: LogEntry, blockedInLedger: boolean, readGen: number): boolean {
     if (entry.seq <= this.cursors[entry.shard]!) return false;
-    const slot: Slot = { entry, attempt: 0, state: 'waiting', history: [] };
+    const slot: Slot = { entry, epoch: this.epoch, attempt: 0, state: 'waiting', history: [] };
     this.shardQueues[entry.shard]!.push(slot);
     this.held++;
     if (this.locallyBlocked(entry.orderKey, readGen, blockedInLedger) || blockedInLedger) {
@@ -583,6 +640,7 @@ export class SinkWorker {
   }
 
   private settleLogAttempt(slot: Slot, o: DeliveryOutcome): void {
+    if (slot.epoch !== this.epoch) return; // dropped with its window: read and sent again by the owner
     if (o.status !== 'delivered' && o.status !== 'not_applicable') {
       slot.history.push({ attempt: slot.attempt, outcome: o.status, info: o.info, code: o.code, message: o.message });
     }
@@ -603,7 +661,7 @@ export class SinkWorker {
         if (slot.attempt <= this.options.quickRetries && delay <= QUICK_RETRY_MAX_MS) {
           slot.state = 'retry';
           setTimeout(() => {
-            if (slot.state !== 'retry') return;
+            if (slot.state !== 'retry' || slot.epoch !== this.epoch) return;
             slot.state = 'queued';
             if (this.running) {
               this.queue.push({ kind: 'log', slot });

@@ -257,6 +257,43 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
 
     sinkBit: async (sink: string) => (await sinkBits([sink])).get(sink)!,
 
+    /**
+     * Makes this process the one that delivers `sink` from the log: a session advisory lock
+     * on a connection of its own, held until `release` or until that connection fails
+     * (`lost` then settles). Null when another process holds it. Two dispatchers of one
+     * sink would both read the log from the same cursors and send everything twice.
+     */
+    async ownSink(sink: string): Promise<SinkOwnership | null> {
+      if ('release' in pool) throw new Error('ownSink needs a pool, not a client in a transaction');
+      const bit = await sinkBits([sink]).then((b) => b.get(sink)!);
+      const client = await (pool as pg.Pool).connect();
+      let lost!: (err: Error) => void;
+      const lostP = new Promise<Error>((r) => (lost = r));
+      const onError = (err: Error) => lost(err);
+      client.on('error', onError);
+      try {
+        const { rows } = await client.query<{ ok: boolean }>(sql.ownSink, [lockClass, sql.SINK_OWNER_KEY + bit]);
+        if (!rows[0]?.ok) {
+          client.removeListener('error', onError);
+          await endClient(client);
+          return null;
+        }
+      } catch (err) {
+        client.removeListener('error', onError);
+        await endClient(client, err as Error);
+        throw err;
+      }
+      client.once('end', () => lost(new Error('the connection holding the sink ended')));
+      return {
+        lost: lostP,
+        async release() {
+          client.removeListener('error', onError);
+          await client.query(sql.disownSink, [lockClass, sql.SINK_OWNER_KEY + bit]).catch(() => {});
+          await endClient(client);
+        },
+      };
+    },
+
     /** A sink's cursors (made when missing), one per shard. */
     async cursors(sink: string): Promise<number[]> {
       await pool.query(sql.ensureCursors(s), [sink]);
@@ -395,6 +432,17 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       return rowCount ?? 0;
     },
   };
+}
+
+export interface SinkOwnership {
+  /** Settles when the connection holding the lock fails: the sink is no longer ours. */
+  lost: Promise<Error>;
+  release(): Promise<void>;
+}
+
+/** A client that held a session lock goes back to no pool: its session ends, and the lock with it. */
+async function endClient(client: pg.PoolClient, err?: Error): Promise<void> {
+  client.release(err ?? true);
 }
 
 export type Ledger = ReturnType<typeof createLedger<pg.Pool>>;

@@ -215,12 +215,13 @@ export const MIGRATIONS: readonly Migration[] = [
       SELECT setval('${s}.log_seq', max(seq)) FROM seqmap HAVING count(*) > 0;
       CREATE TEMP TABLE idmap ON COMMIT DROP AS
         SELECT d.id AS old, m.seq AS new, d.sink FROM ${s}.deliveries d JOIN seqmap m ON m.id = d.event_id;
+      -- The old key first: both sinks' deliveries of an event become (seq, attempt) rows.
+      ALTER TABLE ${s}.attempts DROP CONSTRAINT attempts_pkey;
       UPDATE ${s}.attempts a SET delivery_id = x.new, sink = x.sink FROM idmap x WHERE a.delivery_id = x.old;
       UPDATE ${s}.deliveries d
          SET id = m.seq, code = e.code, order_no = e.order_no, committed_at = e.committed_at, payload = e.payload
         FROM seqmap m, ${s}.events e
        WHERE m.id = d.event_id AND e.id = d.event_id;
-      ALTER TABLE ${s}.attempts DROP CONSTRAINT attempts_pkey;
       ALTER TABLE ${s}.attempts ALTER COLUMN sink SET NOT NULL, ADD PRIMARY KEY (sink, delivery_id, attempt);
       DROP TABLE ${s}.events;
 

@@ -14,6 +14,11 @@
 /** The advisory lock every append (and partition rotation) takes: one writer of the log at a time. */
 export const APPEND_LOCK_KEY = -1;
 
+/** Session advisory locks on (lockClass, SINK_OWNER_KEY + bit): the process that delivers a sink. */
+export const SINK_OWNER_KEY = 1_000;
+export const ownSink = `SELECT pg_try_advisory_lock($1::int, $2::int) AS ok`;
+export const disownSink = `SELECT pg_advisory_unlock($1::int, $2::int)`;
+
 /** Open deliveries: what later deliveries of the same (sink, order) wait behind. */
 export const OPEN = `('pending', 'rejected')`;
 
