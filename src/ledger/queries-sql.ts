@@ -101,18 +101,18 @@ export const settledTotals = (s: string) => /* sql */ `
 
 export const parkedInputCount = (s: string) => `SELECT count(*)::int AS n FROM ${s}.parked_inputs WHERE resolved_at IS NULL`;
 
-/** $1 limit. */
+/** $1 limit. (Ordered by the qualified id: a bare `id` would be the text column of the output, so 10 before 2.) */
 export const parkedInputs = (s: string) =>
-  `SELECT id::text, source, stream, position, reason, created_at FROM ${s}.parked_inputs WHERE resolved_at IS NULL ORDER BY id LIMIT $1`;
+  `SELECT p.id::text AS id, p.source, p.stream, p.position, p.reason, p.created_at FROM ${s}.parked_inputs p WHERE p.resolved_at IS NULL ORDER BY p.id LIMIT $1`;
 
 /**
  * Unresolved parked inputs whose reason, stream or raw input contains $1 (NULL: all); $2 limit.
  * `parkedInputMatchCount`: how many ($1 only).
  */
 export const parkedInputMatches = (s: string) => /* sql */ `
-  SELECT id::text, source, stream, position, reason, created_at FROM ${s}.parked_inputs
-   WHERE resolved_at IS NULL AND ($1::text IS NULL OR strpos(reason, $1) > 0 OR strpos(stream, $1) > 0 OR strpos(raw, $1) > 0)
-   ORDER BY id LIMIT $2`;
+  SELECT p.id::text AS id, p.source, p.stream, p.position, p.reason, p.created_at FROM ${s}.parked_inputs p
+   WHERE p.resolved_at IS NULL AND ($1::text IS NULL OR strpos(p.reason, $1) > 0 OR strpos(p.stream, $1) > 0 OR strpos(p.raw, $1) > 0)
+   ORDER BY p.id LIMIT $2`;
 
 export const parkedInputMatchCount = (s: string) => /* sql */ `
   SELECT count(*)::int AS n FROM ${s}.parked_inputs

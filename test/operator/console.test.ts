@@ -9,6 +9,7 @@ import { createLogger } from '../../src/log.js';
 import { launchBrowser } from '../helpers/browser.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { createOrderTables, REPO } from '../helpers/pipeline.js';
+import { deliveryState, exceptionAttempts } from '../helpers/ledger-fixtures.js';
 import { waitFor } from '../helpers/wait.js';
 import { id, operatorConfig, startSims } from './helpers.js';
 
@@ -40,10 +41,8 @@ const order = (no: string, phone: string, alipay: string | null) =>
     [no, phone, alipay],
   );
 
-async function delivery(sink: string, eventId: string): Promise<{ status: string; last_code: string | null } | undefined> {
-  const { rows } = await db.pool.query(`SELECT status, last_code FROM order_relay.deliveries WHERE sink = $1 AND event_id = $2`, [sink, eventId]);
-  return rows[0];
-}
+/** The delivery's state: its outcome, else its exception row, else pending in the log. */
+const delivery = (sink: string, eventId: string) => deliveryState(db.pool, 'order_relay', sink, eventId);
 
 const BAD_PHONE = id('CB1', 'TRADE_SUCCESS'); // parked at antchain: '12345' is no mobile number
 const BAD_USER = id('CB2', 'TRADE_SUCCESS'); // parked at zhima: '2O88-not-an-id' is no Alipay user id
@@ -65,10 +64,7 @@ beforeAll(async () => {
   // AntChain answers 503 for a while: CB2's delivery there gets an attempt history with request ids.
   sims.antchain.setFaults({ http5xxRate: 1 });
   await order('CB2', '13800138002', '2O88-not-an-id');
-  await waitFor(async () => (await db.pool.query(
-    `SELECT count(*)::int AS n FROM order_relay.attempts a JOIN order_relay.deliveries d ON d.id = a.delivery_id WHERE d.sink = 'antchain' AND d.event_id = $1 AND a.request_id IS NOT NULL`,
-    [BAD_USER],
-  )).rows[0].n >= 2, 'two failed attempts of CB2 at antchain');
+  await waitFor(async () => (await exceptionAttempts(db.pool, 'order_relay', 'antchain', BAD_USER)).filter((a) => a.request_id !== null).length >= 2, 'two failed attempts of CB2 at antchain');
   sims.antchain.setFaults({ http5xxRate: 0 });
   await waitFor(async () => (await delivery('antchain', BAD_USER))?.status === 'delivered', 'CB2 delivered at antchain');
   await waitFor(async () => (await delivery('antchain', BAD_PHONE))?.status === 'rejected', 'CB1 parked at antchain');
@@ -159,10 +155,7 @@ describe('the operator console', () => {
 
     // The same event at antchain: delivered after 503s, each attempt with the request id to quote to support.
     await page.goto(`${acting.url}/delivery?sink=antchain&event=${BAD_USER}`);
-    const { rows: attempts } = await db.pool.query<{ request_id: string | null; http_status: number | null }>(
-      `SELECT a.request_id, a.http_status FROM order_relay.attempts a JOIN order_relay.deliveries d ON d.id = a.delivery_id WHERE d.sink = 'antchain' AND d.event_id = $1 ORDER BY a.attempt DESC`,
-      [BAD_USER],
-    );
+    const attempts = await exceptionAttempts(db.pool, 'order_relay', 'antchain', BAD_USER);
     expect(attempts.length).toBeGreaterThanOrEqual(3);
     const history = page.locator('#attempts tbody tr');
     expect(await history.count()).toBe(attempts.length);

@@ -73,7 +73,7 @@ export function createConsole(options: ConsoleOptions): Console {
     return pool;
   };
 
-  // One status read serves every viewer for a moment: the totals scan the deliveries table.
+  // One status read serves every viewer for a moment: the totals read the outcomes in full.
   let cached: { at: number; value: Promise<StatusReport | { error: string }> } | undefined;
   const status = () => {
     if (!cached || Date.now() - cached.at > STATUS_CACHE_MS) {

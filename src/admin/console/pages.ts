@@ -147,11 +147,18 @@ ${rows.map((r) => html`<tr data-event="${r.eventId}" data-sink="${r.sink}"><td>$
 </tbody></table>`;
 }
 
+const RECORDS: Record<DeliveryDetail['record'], string> = {
+  exception: 'as a delivery row (retried past the quick retries, parked, or waiting behind one of its order), with its attempts',
+  outcome: 'as the outcome the sink wrote when its cursor passed the event (the last attempt only)',
+  log: 'not settled: the event is in the log past the sink\'s cursor',
+};
+
 export function deliveryPage(viewer: Viewer, d: DeliveryDetail): Html {
   const masked = maskFields(d.event.payload as never);
   return html`<h1>${d.event.code} <code>${d.eventId}</code> at ${d.sink}</h1>
 <table class="kv" id="delivery">
 <tr><th>status</th><td id="status">${d.status === 'rejected' ? (d.lastCode === 'HELD' ? 'held' : 'parked') : d.status}</td></tr>
+<tr><th>recorded</th><td id="record" class="muted">${d.status === 'unrecorded' ? 'passed by the sink\'s cursor; no outcome of it is kept' : RECORDS[d.record]}</td></tr>
 <tr><th>reason</th><td>${d.lastCode ? html`<strong>${d.lastCode}</strong> ${maskText(d.lastMessage ?? '')}` : '-'}</td></tr>
 <tr><th>order</th><td>${d.event.orderNo ? html`<a href="/parked?order=${encodeURIComponent(d.event.orderNo)}">${d.event.orderNo}</a>` : '-'}${d.event.refundId ? ` refund ${d.event.refundId}` : ''}</td></tr>
 <tr><th>occurred</th><td>${d.event.occurredAt} <span class="muted">(source commit ${d.event.committedAt}, ${d.event.source} ${d.event.position})</span></td></tr>

@@ -1,12 +1,14 @@
 import type pg from 'pg';
 import type { BusinessEvent } from '../../core/events.js';
+import * as q from '../../ledger/queries-sql.js';
 import { HELD } from '../../ledger/replay.js';
 import type { ParkedInput } from '../../observe/queries.js';
 
 /**
  * The console's questions of the ledger that `src/observe/queries.ts` does not ask: parked
- * deliveries and inputs by filter, and one delivery with its attempt history and event.
- * Every list is bounded; the filters use the FIFO index (open deliveries only).
+ * deliveries and inputs by filter, and one delivery with its attempt history and event
+ * (statements in `src/ledger/queries-sql.ts`). Every list is bounded; the parked filters read
+ * open exceptions only (the FIFO index).
  */
 type Queryable = Pick<pg.Pool, 'query'>;
 
@@ -33,18 +35,13 @@ export interface ParkedRow {
 export const LIST_LIMIT = 200;
 
 export async function parkedList(db: Queryable, schema: string, f: ParkedFilter, limit = LIST_LIMIT): Promise<{ rows: ParkedRow[]; total: number }> {
-  const where = [`d.status = 'rejected'`];
-  const params: unknown[] = [];
-  if (f.sink) where.push(`d.sink = $${params.push(f.sink)}`);
-  if (f.code) where.push(`(e.code = $${params.push(f.code)} OR d.last_code = $${params.length})`);
-  if (f.orderNo) where.push(`e.order_no = $${params.push(f.orderNo)}`);
-  const from = `FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.id = d.event_id WHERE ${where.join(' AND ')}`;
+  const params = [f.sink ?? null, f.code ?? null, f.orderNo ?? null];
   const [list, count] = await Promise.all([
     db.query<{ id: string; sink: string; event_id: string; code: string; order_no: string | null; last_code: string | null; last_message: string | null; attempts: number; updated_at: Date }>(
-      `SELECT d.id::text, d.sink, d.event_id, e.code, e.order_no, d.last_code, d.last_message, d.attempts, d.updated_at ${from} ORDER BY d.id LIMIT $${params.length + 1}`,
+      q.parkedExceptions(schema),
       [...params, limit],
     ),
-    db.query<{ n: number }>(`SELECT count(*)::int AS n ${from}`, params),
+    db.query<{ n: number }>(q.parkedExceptionCount(schema), params),
   ]);
   return {
     total: count.rows[0]?.n ?? 0,
@@ -68,10 +65,17 @@ export interface Attempt {
 }
 
 export interface DeliveryDetail {
+  /** The event's seq (an exception row's id). */
   deliveryId: string;
   sink: string;
   eventId: string;
+  /** pending | delivered | not_applicable | rejected | skipped; `unrecorded` when the cursor passed it and no record is kept. */
   status: string;
+  /**
+   * Where the state comes from: an exception row (`deliveries`, with its attempt history), the
+   * outcome the sink's cursor wrote as it passed the event, or the log (still past the cursor).
+   */
+  record: 'exception' | 'outcome' | 'log';
   lastCode: string | null;
   lastMessage: string | null;
   attempts: number;
@@ -81,35 +85,73 @@ export interface DeliveryDetail {
   history: Attempt[];
 }
 
+const EVENT_ID = /^[0-9a-f]{32}$/;
+
+/**
+ * One (event, sink) delivery: its exception row when it has one, else the outcome the
+ * sink's cursor wrote, else pending while the event is past the cursor. Undefined when the
+ * ledger knows no such event, or the sink does not take it.
+ */
 export async function deliveryDetail(db: Queryable, schema: string, sink: string, eventId: string): Promise<DeliveryDetail | undefined> {
-  const { rows } = await db.query<{
-    id: string; status: string; last_code: string | null; last_message: string | null; attempts: number; created_at: Date; updated_at: Date;
-    code: string; kind: string; order_no: string | null; refund_id: string | null; occurred_at: Date; committed_at: Date; source: string; position: string; payload: BusinessEvent;
-  }>(
-    `SELECT d.id::text, d.status, d.last_code, d.last_message, d.attempts, d.created_at, d.updated_at,
-            e.code, e.kind, e.order_no, e.refund_id, e.occurred_at, e.committed_at, e.source, e.position, e.payload
-       FROM ${schema}.deliveries d JOIN ${schema}.events e ON e.id = d.event_id
-      WHERE d.sink = $1 AND d.event_id = $2`,
-    [sink, eventId],
-  );
-  const r = rows[0];
-  if (!r) return undefined;
-  const history = await db.query<{
-    attempt: number; at: Date; outcome: string; request_id: string | null; http_status: number | null; remote_code: string | null;
-    remote_sub_code: string | null; remote_message: string | null; duration_ms: number | null;
-  }>(`SELECT attempt, at, outcome, request_id, http_status, remote_code, remote_sub_code, remote_message, duration_ms
-        FROM ${schema}.attempts WHERE delivery_id = $1 ORDER BY attempt DESC`, [r.id]);
+  if (!EVENT_ID.test(eventId)) return undefined;
+  const [ev, ex] = await Promise.all([
+    db.query<{
+      seq: string; seq_in_log: string | null; code: string | null; payload: BusinessEvent | null; committed_at: Date | null; created_at: Date | null;
+      source: string | null; position: string | null; takes: boolean | null; past_cursor: boolean | null;
+      outcome: string | null; outcome_attempts: number | null; outcome_at: Date | null; request_id: string | null; http_status: number | null; remote_code: string | null;
+    }>(q.eventForSink(schema), [sink, eventId]),
+    db.query<{
+      id: string; status: string; last_code: string | null; last_message: string | null; attempts: number; created_at: Date; updated_at: Date;
+      code: string | null; order_no: string | null; committed_at: Date | null; payload: BusinessEvent | null;
+    }>(q.exceptionRow(schema), [sink, eventId]),
+  ]);
+  const l = ev.rows[0];
+  const d = ex.rows[0];
+  const payload = d?.payload ?? l?.payload;
+  if (!payload) return undefined;
+  const event: DeliveryDetail['event'] = {
+    code: l?.code ?? d?.code ?? payload.code,
+    kind: payload.kind,
+    orderNo: payload.orderNo ?? d?.order_no ?? null,
+    refundId: payload.refundId ?? null,
+    occurredAt: new Date(payload.occurredAt).toISOString(),
+    committedAt: (l?.committed_at ?? d?.committed_at ?? new Date(payload.occurredAt)).toISOString(),
+    // Gone with its log partition: an exception row keeps its own payload, not where it came from.
+    source: l?.source ?? '-',
+    position: l?.position ?? '-',
+    payload,
+  };
+  if (d) {
+    const history = await db.query<{
+      attempt: number; at: Date; outcome: string; request_id: string | null; http_status: number | null; remote_code: string | null;
+      remote_sub_code: string | null; remote_message: string | null; duration_ms: number | null;
+    }>(q.attemptHistory(schema), [sink, d.id]);
+    return {
+      deliveryId: d.id, sink, eventId, status: d.status, record: 'exception', lastCode: d.last_code, lastMessage: d.last_message, attempts: d.attempts,
+      createdAt: (l?.created_at ?? d.created_at).toISOString(), updatedAt: d.updated_at.toISOString(), event,
+      history: history.rows.map((a) => ({
+        attempt: a.attempt, at: a.at.toISOString(), outcome: a.outcome, requestId: a.request_id, httpStatus: a.http_status,
+        remoteCode: a.remote_code, remoteSubCode: a.remote_sub_code, remoteMessage: a.remote_message, durationMs: a.duration_ms,
+      })),
+    };
+  }
+  if (!l?.takes) return undefined;
+  const createdAt = l.created_at!.toISOString();
+  if (l.outcome) {
+    // The outcome keeps the last attempt only (earlier ones were retried in memory).
+    const at = l.outcome_at!.toISOString();
+    return {
+      deliveryId: l.seq, sink, eventId, status: l.outcome, record: 'outcome',
+      lastCode: l.remote_code ?? (l.outcome === 'not_applicable' ? 'NOT_APPLICABLE' : null), lastMessage: null, attempts: l.outcome_attempts ?? 0,
+      createdAt, updatedAt: at, event,
+      history: (l.outcome_attempts ?? 0) > 0
+        ? [{ attempt: l.outcome_attempts!, at, outcome: l.outcome, requestId: l.request_id, httpStatus: l.http_status, remoteCode: l.remote_code, remoteSubCode: null, remoteMessage: null, durationMs: null }]
+        : [],
+    };
+  }
   return {
-    deliveryId: r.id, sink, eventId, status: r.status, lastCode: r.last_code, lastMessage: r.last_message, attempts: r.attempts,
-    createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
-    event: {
-      code: r.code, kind: r.kind, orderNo: r.order_no, refundId: r.refund_id, occurredAt: r.occurred_at.toISOString(),
-      committedAt: r.committed_at.toISOString(), source: r.source, position: r.position, payload: r.payload,
-    },
-    history: history.rows.map((a) => ({
-      attempt: a.attempt, at: a.at.toISOString(), outcome: a.outcome, requestId: a.request_id, httpStatus: a.http_status,
-      remoteCode: a.remote_code, remoteSubCode: a.remote_sub_code, remoteMessage: a.remote_message, durationMs: a.duration_ms,
-    })),
+    deliveryId: l.seq, sink, eventId, status: l.past_cursor ? 'pending' : 'unrecorded', record: 'log', lastCode: null, lastMessage: null, attempts: 0,
+    createdAt, updatedAt: createdAt, event, history: [],
   };
 }
 
@@ -118,16 +160,10 @@ export type ParkedInputRow = ParkedInput;
 
 /** Unresolved parked inputs; `text` matches the reason or the stream (an order number appears in the reason). */
 export async function parkedInputList(db: Queryable, schema: string, f: { text?: string }, limit = LIST_LIMIT): Promise<{ rows: ParkedInputRow[]; total: number }> {
-  const where = ['resolved_at IS NULL'];
-  const params: unknown[] = [];
-  if (f.text) where.push(`(strpos(reason, $${params.push(f.text)}) > 0 OR strpos(stream, $${params.length}) > 0 OR strpos(raw, $${params.length}) > 0)`);
-  const from = `FROM ${schema}.parked_inputs WHERE ${where.join(' AND ')}`;
+  const text = f.text || null;
   const [list, count] = await Promise.all([
-    db.query<{ id: string; source: string; stream: string; position: string; reason: string; created_at: Date }>(
-      `SELECT id::text, source, stream, position, reason, created_at ${from} ORDER BY id LIMIT $${params.length + 1}`,
-      [...params, limit],
-    ),
-    db.query<{ n: number }>(`SELECT count(*)::int AS n ${from}`, params),
+    db.query<{ id: string; source: string; stream: string; position: string; reason: string; created_at: Date }>(q.parkedInputMatches(schema), [text, limit]),
+    db.query<{ n: number }>(q.parkedInputMatchCount(schema), [text]),
   ]);
   return {
     total: count.rows[0]?.n ?? 0,
