@@ -103,14 +103,20 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
     pauses.inc({ sink }, 0);
   }
 
-  // Gauges read at scrape time. One snapshot serves every gauge of a scrape.
-  let snapshotAt = 0;
+  // Gauges read at scrape time. One snapshot serves every gauge of a scrape: the registry
+  // starts every collect() in the same tick, so they all find the one in progress; once it
+  // is done, the next scrape takes its own. (A snapshot kept for a while would show a scrape
+  // the backlog of before outcomes its counters already count.)
   let snapshot: ReturnType<LiveProbe['snapshot']> | undefined;
   const snap = () => {
     if (!probe) return undefined;
-    if (!snapshot || Date.now() - snapshotAt > 500) {
-      snapshotAt = Date.now();
-      snapshot = probe.snapshot();
+    if (!snapshot) {
+      const taken = probe.snapshot();
+      snapshot = taken;
+      const done = () => setImmediate(() => {
+        if (snapshot === taken) snapshot = undefined;
+      });
+      taken.then(done, done);
     }
     return snapshot;
   };
@@ -137,19 +143,19 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
 
   new Gauge({ name: 'order_relay_up', help: 'Always 1 while the process serves metrics.', registers: [registry] }).set(1);
   gauge('order_relay_ledger_up', '1 when the last ledger query of this scrape succeeded.', [], (g, s) => g.set(s.ledgerError ? 0 : 1));
-  gauge('order_relay_backlog', 'Deliveries pending per sink (due now, waiting for a retry, or in flight).', ['sink'], (g, s) => {
+  gauge('order_relay_backlog', 'Deliveries pending per sink: events past the sink\'s cursor in the ledger log (waiting, in flight, retried in memory) and pending delivery rows (retrying, or waiting behind an earlier one of their order).', ['sink'], (g, s) => {
     for (const f of s.sinks) g.set({ sink: f.sink }, f.backlog);
   });
-  gauge('order_relay_retrying', 'Pending deliveries per sink that have failed at least once.', ['sink'], (g, s) => {
+  gauge('order_relay_retrying', 'Pending delivery rows per sink whose last recorded attempt failed (retries kept in memory before an event becomes a row are not counted).', ['sink'], (g, s) => {
     for (const f of s.sinks) g.set({ sink: f.sink }, f.retrying);
   });
   gauge('order_relay_parked', 'Deliveries parked (rejected) per sink, waiting for replay or skip.', ['sink'], (g, s) => {
     for (const f of s.sinks) g.set({ sink: f.sink }, f.parked);
   });
-  gauge('order_relay_blocked', 'Pending deliveries per sink that wait behind a parked delivery of the same order.', ['sink'], (g, s) => {
+  gauge('order_relay_blocked', 'Pending deliveries per sink that wait behind a parked delivery of the same order (delivery rows, and events past the cursor).', ['sink'], (g, s) => {
     for (const f of s.sinks) g.set({ sink: f.sink }, f.blocked);
   });
-  gauge('order_relay_oldest_pending_seconds', 'Age of the oldest pending delivery per sink (0 when none).', ['sink'], (g, s) => {
+  gauge('order_relay_oldest_pending_seconds', 'Age of the oldest pending delivery per sink, since its event was stored (0 when none).', ['sink'], (g, s) => {
     for (const f of s.sinks) g.set({ sink: f.sink }, f.oldestPendingSeconds ?? 0);
   });
   gauge('order_relay_parked_inputs', 'Source input parked with a reason and not yet resolved.', [], (g, s) => {
