@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConnector } from '../../src/cli/connector.js';
 import { createLogger } from '../../src/log.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { pendingCount } from '../helpers/ledger-fixtures.js';
 import { createOrderTables } from '../helpers/pipeline.js';
 import { waitFor } from '../helpers/wait.js';
 import { operatorConfig, startSims } from './helpers.js';
@@ -55,10 +56,7 @@ describe('logs', () => {
       await insert('G11', PHONES[0]!, ' '); // no status: parked input
       await waitFor(() => connector.probe.live().sinks.find((s) => s.sink === 'zhima')?.paused, 'zhima paused');
       sims.zhima.setFaults({ corruptSignatureRate: 0 });
-      await waitFor(async () => {
-        const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM order_relay.deliveries WHERE status = 'pending'`);
-        return rows[0].n === 0;
-      }, 'everything settled', 30_000);
+      await waitFor(async () => (await pendingCount(db.pool, 'order_relay')) === 0, 'everything settled', 30_000);
       // Things a careless line could print.
       logger.child({ component: 'test' }).info(
         {

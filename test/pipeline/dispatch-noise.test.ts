@@ -11,6 +11,7 @@ import { createMetrics } from '../../src/observe/metrics.js';
 import type { LiveProbe } from '../../src/observe/probe.js';
 import { sinkFigures } from '../../src/observe/queries.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { stageAsExceptions } from '../helpers/ledger-fixtures.js';
 import { waitFor } from '../helpers/wait.js';
 
 let db: TestDatabase;
@@ -67,12 +68,14 @@ function recordingLogger() {
 
 const info = { durationMs: 1 };
 const policy = { concurrency: 4, timeout: 2_000, retry: { initialBackoff: 20, maxBackoff: 100 } };
-const options = { claimBatch: 64, pollInterval: 20, leaseMargin: 500, drainTimeout: 2_000 };
+const options = { claimBatch: 64, pollInterval: 20, leaseMargin: 500, drainTimeout: 2_000, window: 4096, flushInterval: 20, quickRetries: 2 };
 
 describe('dispatcher logs and metrics an operator can read', () => {
   it('a ledger outage is two lines per operation, the first failure and the recovery with a count, not one per failed claim', async () => {
     const real = await freshLedger();
     await store(real, ['a1', 'a2']);
+    // Exception rows: what the dispatcher claims and settles (events in the log go by readLog/flushLog).
+    await stageAsExceptions(real, 'fake');
     let down = true;
     let settlesDown = false;
     let failedClaims = 0;
@@ -111,6 +114,51 @@ describe('dispatcher logs and metrics an operator can read', () => {
       { level: 30, msg: `recording outcomes works again after ${failedSettles} failed attempts`, failures: failedSettles },
     ]);
     expect(lines.filter((l) => l.level >= 40)).toHaveLength(2);
+  });
+
+  it('on the log path too: reading the log and recording outcomes with the cursor are two lines each through an outage', async () => {
+    const real = await freshLedger();
+    await store(real, ['l1', 'l2']);
+    let readsDown = true;
+    let flushesDown = false;
+    let failedReads = 0;
+    let failedFlushes = 0;
+    const unreachable = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const ledger: Ledger = {
+      ...real,
+      readLog: async (...a) => {
+        if (readsDown) throw (failedReads++, unreachable());
+        return real.readLog(...a);
+      },
+      flushLog: async (...a) => {
+        if (flushesDown) throw (failedFlushes++, unreachable());
+        return real.flushLog(...a);
+      },
+    };
+    const { logger, lines } = recordingLogger();
+    const fake = fakeSink(() => ({ status: 'delivered', info }));
+    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy }], options, logger });
+    d.start();
+    await waitFor(() => failedReads >= 5, 'five failed reads', 20_000);
+    // The log can be read again but outcomes and the cursor cannot be written yet.
+    flushesDown = true;
+    readsDown = false;
+    await waitFor(() => failedFlushes >= 3, 'three failed flushes', 10_000);
+    flushesDown = false;
+    await waitFor(async () => (await sinkFigures(db.pool, real.schema, ['fake'])).find((f) => f.sink === 'fake')!.delivered === 2, 'both delivered', 10_000);
+    await d.stop();
+    expect(fake.calls()).toBe(2);
+    const about = (what: string) => lines.filter((l) => l.msg.startsWith(what)).map((l) => ({ level: l.level, msg: l.msg, failures: l.failures }));
+    expect(about('reading the event log')).toEqual([
+      { level: 40, msg: 'reading the event log failed; retrying (one more line when it works again)', failures: undefined },
+      { level: 30, msg: `reading the event log works again after ${failedReads} failed attempts`, failures: failedReads },
+    ]);
+    expect(about('recording outcomes and the cursor')).toEqual([
+      { level: 40, msg: 'recording outcomes and the cursor failed; retrying (one more line when it works again)', failures: undefined },
+      { level: 30, msg: `recording outcomes and the cursor works again after ${failedFlushes} failed attempts`, failures: failedFlushes },
+    ]);
+    expect(lines.filter((l) => l.level >= 40)).toHaveLength(2);
+    expect(await sinkFigures(db.pool, real.schema, ['fake'])).toMatchObject([{ sink: 'fake', backlog: 0, delivered: 2 }]);
   });
 
   it('the paused metric\'s reason is the failure\'s code, stable while the message changes; the text is in the state; resuming logs at info', async () => {
@@ -156,6 +204,10 @@ describe('dispatcher logs and metrics an operator can read', () => {
     const ledger = await freshLedger();
     await store(ledger, ['r1', 'r2']);
     const figures = async () => (await sinkFigures(db.pool, ledger.schema, ['fake']))[0]!;
+    expect(await figures()).toMatchObject({ backlog: 2, due: 2, retrying: 0 }); // in the log, past the cursor
+    // As exception rows (waiting, no attempt yet), claimed and settled one attempt at a time.
+    await stageAsExceptions(ledger, 'fake');
+    expect(await figures()).toMatchObject({ backlog: 2, due: 2, retrying: 0 });
     const [one, two] = await ledger.claim('fake', 2, 60_000);
     expect(await figures()).toMatchObject({ backlog: 2, retrying: 0 }); // both first attempts in flight
     await ledger.settle([{ eventId: one!.eventId, sink: 'fake', deliveryId: one!.id, attempt: one!.attempt, status: 'pending', delayMs: 0, outcome: 'retry', code: 'HTTP_503', message: 'busy', info }]);
