@@ -4,7 +4,10 @@ import type { Config } from '../../src/config/schema.js';
 import { LATEST_VERSION } from '../../src/ledger/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { createOrderTables } from '../helpers/pipeline.js';
-import { seedFigures } from '../helpers/ledger-fixtures.js';
+import { createLedger } from '../../src/ledger/ledger.js';
+import { migrate } from '../../src/ledger/migrations.js';
+import { deliveryAudit, ledgerCounts, sinkFigures } from '../../src/observe/queries.js';
+import { seedFigures, settleLog, tradeEvent } from '../helpers/ledger-fixtures.js';
 import { operatorConfig, startSims } from './helpers.js';
 
 let db: TestDatabase;
@@ -92,5 +95,47 @@ describe('order-relay status', () => {
 
   it('fails with a reason when the ledger is missing', async () => {
     await expect(collectStatus({ ...config, ledger: { ...config.ledger, schema: 'nope' } })).rejects.toThrow(/ledger schema "nope" does not exist yet: run `order-relay migrate/);
+  });
+});
+
+describe('figures on the log and its cursors', () => {
+  it('an event past the cursor behind a parked one of its order is blocked; a sink not dispatched yet has its whole log pending; held and skipped come from the rows', async () => {
+    const schema = 'figures';
+    const c = await db.pool.connect();
+    await migrate(c, schema);
+    c.release();
+    const ledger = createLedger(db.pool, schema);
+    const now = new Date().toISOString();
+    const P1 = tradeEvent('P', 'TRADE_SUCCESS'), P2 = tradeEvent('P', 'TRADE_CONFIRM'), Q1 = tradeEvent('Q', 'TRADE_SUCCESS');
+    await ledger.append({
+      source: 'test',
+      events: [{ event: P1, sinks: ['s1', 's2'] }, { event: P2, sinks: ['s1'] }, { event: Q1, sinks: ['s1'] }].map((e) => ({ ...e, position: '0/1', committedAt: now })),
+      orders: [],
+      bad: [],
+      checkpoints: [],
+    });
+    const figures = async () => new Map((await sinkFigures(db.pool, schema, ['s1', 's2', 's3'])).map((f) => [f.sink, f]));
+    // s1 parks P1; P2 (same order, so the same shard) and Q1 stay in the log past the cursor.
+    await settleLog(ledger, 's1', (e) => (e.eventId === P1.id ? { as: 'rejected', attempts: 1, code: 'INVALID_EVENT', message: 'bad phone' } : 'leave'));
+    let f = await figures();
+    expect(f.get('s1')).toMatchObject({ backlog: 2, due: 2, retrying: 0, parked: 1, held: 0, blocked: 1, delivered: 0 });
+    // s2 has no cursors yet (its dispatcher never ran): they start at the ledger's cursor_start.
+    expect(f.get('s2')).toMatchObject({ backlog: 1, due: 1, parked: 0, blocked: 0 });
+    expect(f.get('s2')!.oldestPendingSeconds).toBeGreaterThanOrEqual(0);
+    expect(f.get('s3')).toMatchObject({ backlog: 0, oldestPendingSeconds: null });
+
+    // P2 becomes a row held behind P1, P1 is skipped (as replay --skip leaves them), Q1 is delivered.
+    await settleLog(ledger, 's1', (e) => (e.eventId === P2.id ? { as: 'rejected', attempts: 0, code: 'HELD', message: `held behind ${P1.id}` } : { as: 'delivered', attempts: 1 }));
+    await db.pool.query(`UPDATE ${schema}.deliveries SET status = 'skipped' WHERE sink = 's1' AND event_id = $1`, [P1.id]);
+    f = await figures();
+    expect(f.get('s1')).toMatchObject({ backlog: 0, parked: 1, held: 1, blocked: 0, delivered: 1, deliveredLastMinute: 1, skipped: 1, oldestPendingSeconds: null });
+    expect(await ledgerCounts(db.pool, schema)).toEqual({
+      events: { TRADE_CONFIRM: 1, TRADE_SUCCESS: 2 },
+      deliveries: { s1: { delivered: 1, rejected: 1, skipped: 1 }, s2: { pending: 1 } },
+    });
+    expect(await deliveryAudit(db.pool, schema)).toEqual([
+      { sink: 's1', pairs: 3, delivered: 1, unrecorded: 0, repeated: 0, ahead: 0 },
+      { sink: 's2', pairs: 1, delivered: 0, unrecorded: 0, repeated: 0, ahead: 0 },
+    ]);
   });
 });
