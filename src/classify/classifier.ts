@@ -68,7 +68,7 @@ export function createClassifier(config: ClassifierConfig) {
     const occurredAt = timeOf(row, cfg.occurredAt, change.committedAt);
     // Unchanged status: every event it stands for is already in the ledger.
     const events = previous === status ? [] : codes.map((code) => tradeEvent(code, orderNo, row, occurredAt));
-    return { kind: 'events', events, orderNo, orderRow: row, ...(mapped ? {} : { unmapped: status }) };
+    return mapped ? { kind: 'events', events, orderNo, orderRow: row } : { kind: 'events', events, orderNo, orderRow: row, unmapped: status };
   }
 
   function classifyRefund(change: SourceChange, known: Row | undefined, cfg: RefundsTableConfig): Classification {
@@ -103,6 +103,12 @@ export function createClassifier(config: ClassifierConfig) {
     return { kind: 'events', events: [trade, refundEvent] };
   }
 
+  function orderNoIn(change: SourceChange, table: string): string | undefined {
+    if (table === ordersTable) return text(change.after?.[config.orders.orderNo] ?? change.before?.[config.orders.orderNo]);
+    if (table === refundsTable && config.refunds) return text(change.after?.[config.refunds.orderNo]);
+    return undefined;
+  }
+
   function classifyVisit(change: SourceChange): Classification {
     const visit = change.visit!;
     return {
@@ -125,10 +131,7 @@ export function createClassifier(config: ClassifierConfig) {
     refundsTable,
     /** The order number a change concerns, so the caller can look up what the ledger knows. */
     orderNoOf(change: SourceChange): string | undefined {
-      const table = qualify(change.table);
-      if (table === ordersTable) return text(change.after?.[config.orders.orderNo] ?? change.before?.[config.orders.orderNo]);
-      if (table === refundsTable && config.refunds) return text(change.after?.[config.refunds.orderNo]);
-      return undefined;
+      return orderNoIn(change, qualify(change.table));
     },
     /**
      * The source row a change is, as every reader of it names it: table and order number
@@ -147,7 +150,7 @@ export function createClassifier(config: ClassifierConfig) {
     classify(change: SourceChange, lookup: OrderLookup): Classification {
       if (change.visit) return classifyVisit(change);
       const table = qualify(change.table);
-      const orderNo = this.orderNoOf(change);
+      const orderNo = orderNoIn(change, table);
       const known = orderNo ? lookup(orderNo) : undefined;
       if (table === ordersTable) return classifyOrder(change, known);
       if (table === refundsTable && config.refunds) return classifyRefund(change, known, config.refunds);
