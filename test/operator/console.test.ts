@@ -177,6 +177,26 @@ describe('the operator console', () => {
     await page.close();
   });
 
+  it('a delivery that went the quick way: the outcome its sink\'s cursor wrote, with the last attempt\'s request id; an unknown event is a 404', async () => {
+    const good = id('CG4', 'TRADE_SUCCESS');
+    const page = await open(acting.url, `/delivery?sink=zhima&event=${good}`);
+    expect(await page.locator('#status').textContent()).toBe('delivered');
+    expect(await page.locator('#record').textContent()).toContain('outcome');
+    const { rows } = await db.pool.query<{ request_id: string | null; attempts: number }>(
+      `SELECT o.request_id, o.attempts FROM order_relay.outcomes o JOIN order_relay.event_ids i ON i.seq = o.seq WHERE o.sink = 'zhima' AND i.id = decode($1, 'hex')`,
+      [good],
+    );
+    expect(rows).toHaveLength(1);
+    const history = page.locator('#attempts tbody tr');
+    expect(await history.count()).toBe(1);
+    expect(await history.first().textContent()).toContain(rows[0]!.request_id ?? '-');
+    expect(await history.first().locator('td').first().textContent()).toBe(String(rows[0]!.attempts));
+    expect(await page.locator('button[name=action]').count()).toBe(0);
+    await page.close();
+    expect((await fetch(`${acting.url}/delivery?sink=zhima&event=${'0'.repeat(32)}`)).status).toBe(404);
+    expect((await fetch(`${acting.url}/delivery?sink=zhima&event=not-an-id`)).status).toBe(404);
+  });
+
   it('a parked delivery is refreshed and replayed from its page after a login, then delivered; the action is logged with who and what', async () => {
     await db.pool.query(`UPDATE orders SET alipay_user_id = '2088000000000022' WHERE order_no = 'CB2'`);
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
