@@ -10,6 +10,7 @@ import { qualify } from '../classify/classifier.js';
 import type { Config, SinkConfig } from '../config/schema.js';
 import { resolveSecret, type SecretRef } from '../config/secrets.js';
 import { LATEST_VERSION, schemaVersion } from '../ledger/migrations.js';
+import { ledgerSetting } from '../ledger/sql.js';
 import { silentLogger } from '../log.js';
 import { createSink } from '../registry.js';
 import { bytes } from './format.js';
@@ -292,6 +293,19 @@ export async function doctor(config: Config, options: DoctorOptions = {}): Promi
       await client.connect();
       const v = await schemaVersion(client, config.ledger.schema);
       if (v === LATEST_VERSION) add({ name: 'ledger schema', status: 'ok', detail: `${config.ledger.schema} at version ${v}` });
+      if (v >= 3 && v <= LATEST_VERSION) {
+        // Fixed when the ledger was made: run refuses to start with another ledger.shards.
+        const stored = Number((await client.query<{ value: string }>(ledgerSetting(config.ledger.schema), ['shards'])).rows[0]?.value);
+        if (stored === config.ledger.shards) add({ name: 'ledger shards', status: 'ok', detail: `${stored} (fixed when the ledger was made)` });
+        else {
+          add({
+            name: 'ledger shards',
+            status: 'fail',
+            detail: `ledger.shards is ${config.ledger.shards}, but ${config.ledger.schema} was made with ${stored}: run refuses to start`,
+            fix: `set ledger.shards: ${stored} (the shard count of a ledger is fixed once it exists)`,
+          });
+        }
+      }
       else if (v > LATEST_VERSION) {
         add({ name: 'ledger schema', status: 'fail', detail: `${config.ledger.schema} is at version ${v}, newer than this order-relay (${LATEST_VERSION})`, fix: 'upgrade order-relay to the version that migrated it' });
       } else {

@@ -50,6 +50,7 @@ describe('order-relay doctor', () => {
     expect(c.get('replication slot')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/run creates it.*backfill/) });
     expect(c.get('max_slot_wal_keep_size')?.status).toMatch(/ok|warn/);
     expect(c.get('ledger schema')).toMatchObject({ status: 'ok', detail: `order_relay at version ${LATEST_VERSION}` });
+    expect(c.get('ledger shards')).toMatchObject({ status: 'ok', detail: `${config.ledger.shards} (fixed when the ledger was made)` });
     expect(c.get('credentials antchain')).toMatchObject({ status: 'ok' });
     expect(c.get('credentials zhima')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/well-formed/) });
     expect(c.get('endpoint antchain')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/answers \(HTTP \d+/) });
@@ -62,6 +63,15 @@ describe('order-relay doctor', () => {
     const again = byName(await doctor(config, { env: { ...process.env, ...sims.env }, offline: true }));
     expect(again.get('publication')).toMatchObject({ status: 'ok' });
     expect(again.get('replication slot')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/pgoutput, idle, wal_status reserved/) });
+
+    // Another shard count than the ledger was made with: run would refuse to start.
+    const other = config.ledger.shards === 8 ? 4 : 8;
+    const shards = byName(await doctor({ ...config, ledger: { ...config.ledger, shards: other } }, { env: { ...process.env, ...sims.env }, offline: true }));
+    expect(shards.get('ledger shards')).toMatchObject({
+      status: 'fail',
+      detail: `ledger.shards is ${other}, but order_relay was made with ${config.ledger.shards}: run refuses to start`,
+      fix: `set ledger.shards: ${config.ledger.shards} (the shard count of a ledger is fixed once it exists)`,
+    });
   });
 
   it('explains every problem of a bad setup, one line each with a fix', async () => {
