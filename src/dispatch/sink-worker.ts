@@ -346,6 +346,7 @@ export class SinkWorker {
     const wakes = this.wakes;
     const gen = this.flushGen;
     const from = this.readPos;
+    const epoch = this.epoch;
     let got;
     try {
       got = await this.ledger.readLog(this.sink.name, from, limit);
@@ -355,6 +356,7 @@ export class SinkWorker {
       this.logExhausted = true;
       return false;
     }
+    if (epoch !== this.epoch) return false; // the window was dropped meanwhile
     let admitted = 0;
     for (const e of got.entries) {
       if (e.seq <= this.readPos) continue; // handed over meanwhile
@@ -491,10 +493,12 @@ export class SinkWorker {
           for (const h of slot.history) flush.attempts.push({ seq: slot.entry.seq, ...h });
         }
       }
+      const epoch = this.epoch;
       try {
         await this.ledger.flushLog(flush);
         this.flushes.succeeded();
       } catch (err) {
+        if (epoch !== this.epoch) return;
         this.flushes.failed(err, { outcomes: batch.length });
         this.toFlush.unshift(...batch);
         if (final && Date.now() > this.settleDeadline) {
@@ -505,6 +509,7 @@ export class SinkWorker {
         if (!final && !this.running) return;
         continue;
       }
+      if (epoch !== this.epoch) return; // written, but the window it came from is gone: the cursors are read again
       this.flushGen++;
       for (const c of cursors) this.cursors[c.shard] = c.seq;
       for (const slot of batch) {
