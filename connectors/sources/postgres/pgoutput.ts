@@ -52,7 +52,7 @@ interface Relation {
    * one through a computed name (as decodeTuple did) goes to the runtime for every map
    * transition: measured at ten times the cost, and twice the garbage.
    */
-  build: (values: ReadonlyArray<JsonValue | undefined>) => Row;
+  build: ((values: ReadonlyArray<JsonValue | undefined>) => Row) | null;
 }
 
 /** Raw values of an old tuple by column: its text, a binary value, null, or undefined (unchanged TOAST). */
@@ -152,10 +152,20 @@ function plan(msg: Pgoutput.MessageRelation): Relation {
             : Convert.Generic,
     );
   }
-  // The names are quoted by JSON.stringify and the values indexed, so nothing of the
-  // relation becomes code. An object literal treats a `__proto__` key as assignment does.
-  const build = new Function('v', `return {${names.map((name, i) => `${JSON.stringify(name)}: v[${i}]`).join(', ')}};`) as Relation['build'];
-  return { table: `${msg.schema}.${msg.name}`, names, convert, parsers, key, build };
+  return { table: `${msg.schema}.${msg.name}`, names, convert, parsers, key, build: literal(names) };
+}
+
+/**
+ * The names are quoted by JSON.stringify and the values indexed, so nothing of the relation
+ * becomes code. An object literal treats a `__proto__` key as assignment does. Where code
+ * generation is disallowed (--disallow-code-generation-from-strings), rows are assigned.
+ */
+function literal(names: readonly string[]): Relation['build'] | null {
+  try {
+    return new Function('v', `return {${names.map((name, i) => `${JSON.stringify(name)}: v[${i}]`).join(', ')}};`) as Relation['build'];
+  } catch {
+    return null;
+  }
 }
 
 function need(buf: Buffer, n: number): void {
@@ -225,7 +235,7 @@ class TupleReader {
     const { buf, text } = this;
     const { names, convert } = rel;
     const n = this.int16();
-    let complete = n === names.length;
+    let complete = n === names.length && rel.build !== null;
     for (let i = 0; i < n; i++) {
       if (i >= names.length) throw new TypeError(`tuple has more columns than relation ${rel.table}`);
       const kind = this.byte();
@@ -266,7 +276,7 @@ class TupleReader {
       values[i] = value;
       if (value === undefined) complete = false;
     }
-    if (complete) return rel.build(values);
+    if (complete) return rel.build!(values);
     const row: Row = {};
     for (let i = 0; i < n; i++) {
       const value = values[i];
