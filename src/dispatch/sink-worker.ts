@@ -277,6 +277,8 @@ export class SinkWorker {
           this.log.warn({ err: String(err) }, 'lost the connection that makes this instance the one delivering the sink; dropping what it holds and taking it again');
           this.dropWindow();
           this.ownership = null;
+          // Its client goes back to no pool (else the pool's end would wait for it forever).
+          void owned.release();
           this.kick();
         });
       } catch (err) {
