@@ -487,7 +487,7 @@ export class SinkWorker {
       for (const slot of batch) {
         const f = slot.final!;
         if (f.kind === 'outcome') {
-          flush.outcomes.push({ seq: slot.entry.seq, status: f.status, attempts: slot.attempt, info: f.info, result: f.result });
+          flush.outcomes.push({ seq: slot.entry.seq, shard: slot.entry.shard, status: f.status, attempts: slot.attempt, info: f.info, result: f.result });
           // Settled after quick retries: its history is kept, as for a delivery row.
           if (slot.history.length) for (const h of [...slot.history, { attempt: slot.attempt, outcome: f.status, info: f.info }]) flush.attempts.push({ seq: slot.entry.seq, ...h });
         } else {
@@ -660,12 +660,15 @@ export class SinkWorker {
         return this.toException([slot], o, 'rejected', 0, o.code, o.message);
       case 'sink_failure':
         // Not the event's fault: it goes again, first, when the sink works.
+        this.hooks.onSettled?.(this.sink.name, o, this.asDelivery(slot), 0);
         slot.state = 'queued';
         if (this.running) this.queue.unshift({ kind: 'log', slot });
         return;
       case 'retry': {
         const delay = o.afterMs ?? backoffMs(slot.attempt, this.policy.retry.initialBackoff, this.policy.retry.maxBackoff);
         if (slot.attempt <= this.options.quickRetries && delay <= QUICK_RETRY_MAX_MS) {
+          // Kept in memory, so counted now (a retry that becomes a row is counted when written).
+          this.hooks.onSettled?.(this.sink.name, o, this.asDelivery(slot), 0);
           slot.state = 'retry';
           setTimeout(() => {
             if (slot.state !== 'retry' || slot.epoch !== this.epoch) return;

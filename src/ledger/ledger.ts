@@ -86,7 +86,7 @@ export interface Settlement {
 /** What a sink settled from the log, written as its cursors pass (`flushLog`). */
 export interface LogFlush {
   sink: string;
-  outcomes: Array<{ seq: number; status: 'delivered' | 'not_applicable'; attempts: number; info?: AttemptInfo | undefined; result?: Record<string, unknown> | undefined }>;
+  outcomes: Array<{ seq: number; shard: number; status: 'delivered' | 'not_applicable'; attempts: number; info?: AttemptInfo | undefined; result?: Record<string, unknown> | undefined }>;
   exceptions: Array<{
     entry: LogEntry;
     status: 'pending' | 'rejected';
@@ -363,6 +363,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
           a.map((x) => (x.info ? Math.round(x.info.durationMs) : null)),
           f.cursors.map((c) => c.shard),
           f.cursors.map((c) => c.seq),
+          o.map((x) => x.shard),
         ]),
       );
     },

@@ -266,6 +266,8 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: (s) => `
       ALTER TABLE ${s}.log_partitions ADD COLUMN dropped_at timestamptz, ADD COLUMN ids_dropped_at timestamptz;
       CREATE INDEX deliveries_settled ON ${s}.deliveries (updated_at) WHERE status IN ('delivered', 'not_applicable', 'skipped');
+      -- A skipped delivery holds the later events of its order (sql.ts, holds): probed per new event.
+      CREATE INDEX deliveries_skipped ON ${s}.deliveries (sink, order_key, id) WHERE status = 'skipped';
     `,
   },
 ];

@@ -21,6 +21,13 @@ export const disownSink = `SELECT pg_advisory_unlock($1::int, $2::int)`;
 
 /** Open deliveries: what later deliveries of the same (sink, order) wait behind. */
 export const OPEN = `('pending', 'rejected')`;
+/**
+ * Whether a new event of the order waits behind a row: an open delivery, or a skipped one
+ * (a skip holds its order, see replay.ts). Two probes, each on a partial index.
+ */
+const holds = (s: string, sink: string, orderKey: string) =>
+  `(EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = ${sink} AND d.order_key = ${orderKey} AND d.status IN ${OPEN} OFFSET 0)
+    OR EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = ${sink} AND d.order_key = ${orderKey} AND d.status = 'skipped' OFFSET 0))`;
 
 export const appendLock = (lockClass: number, schema: string) =>
   `SELECT pg_advisory_xact_lock(${lockClass}, ${APPEND_LOCK_KEY}); SELECT last_value::text AS prev, is_called FROM ${schema}.log_seq`;
@@ -92,7 +99,7 @@ export function append(s: string, handOver: boolean): string {
              handOver
                ? `(SELECT coalesce(array_agg(ev.seq::text || ' ' || k.sink), '{}')
                      FROM ev, unnest($6::text[]) AS k(sink)
-                    WHERE EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = k.sink AND d.order_key = ev.order_key AND d.status IN ${OPEN} OFFSET 0))`
+                    WHERE ${holds(s, 'k.sink', 'ev.order_key')})`
                : `'{}'::text[]`
            } AS blocked,
            (SELECT count(*) FROM od) + (SELECT count(*) FROM pk) + (SELECT count(*) FROM cp) AS other`;
@@ -108,7 +115,7 @@ export const readLog = (s: string) => /* sql */ `
   SELECT (SELECT max(seq)::text FROM ${s}.log) AS horizon,
          coalesce((SELECT json_agg(r ORDER BY r.seq) FROM (
            SELECT l.seq, l.shard, encode(l.id, 'hex') AS id, l.order_key, l.committed_at, l.payload,
-                  EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = $4 AND d.order_key = l.order_key AND d.status IN ${OPEN} OFFSET 0) AS blocked
+                  ${holds(s, '$4', 'l.order_key')} AS blocked
              FROM ${s}.log l
             WHERE l.seq > $1 AND (l.sinks & $2) <> 0
             ORDER BY l.seq
@@ -122,17 +129,32 @@ export const flushLog = (s: string) => /* sql */ `
   WITH o AS (
     INSERT INTO ${s}.outcomes (seq, sink, status, attempts, request_id, http_status, remote_code, result)
     SELECT o.seq, $1, o.status, o.attempts, o.request_id, o.http_status, o.remote_code, o.result::jsonb
-      FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[])
-           AS o(seq, status, attempts, request_id, http_status, remote_code, result)
+      FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $32::int[])
+           AS o(seq, status, attempts, request_id, http_status, remote_code, result, shard)
+     -- A flush sent again after it committed (its answer was lost) finds its cursor already
+     -- past: written once. (All parts of the statement see the cursors as they were before it.)
+     WHERE NOT EXISTS (SELECT 1 FROM ${s}.cursors c WHERE c.sink = $1 AND c.shard = o.shard AND c.seq >= o.seq)
     RETURNING 1
   ), e AS (
     INSERT INTO ${s}.deliveries (event_id, sink, id, order_key, status, attempts, next_attempt_at, last_code, last_message,
                                  code, order_no, committed_at, payload)
-    SELECT e.event_id, $1, e.seq, e.order_key, e.status, e.attempts, now() + e.delay_ms * interval '1 millisecond', e.last_code,
-           e.last_message, e.code, e.order_no, e.committed_at, e.payload::json
+    SELECT e.event_id, $1, e.seq, e.order_key, CASE WHEN h.event_id IS NULL THEN e.status ELSE 'rejected' END, e.attempts,
+           now() + e.delay_ms * interval '1 millisecond',
+           CASE WHEN h.event_id IS NULL THEN e.last_code ELSE 'HELD' END,
+           CASE WHEN h.event_id IS NULL THEN e.last_message
+                ELSE 'held behind ' || h.code || ' ' || h.event_id || ' of order ' || coalesce(h.order_no, h.order_key)
+                     || ', skipped by replay --skip: re-queue that one with --include-skipped (this one follows), name this one with --event to send it anyway, or --skip-order' END,
+           e.code, e.order_no, e.committed_at, e.payload::json
       FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::int[], $14::bigint[], $15::text[], $16::text[],
                   $17::text[], $18::text[], $19::timestamptz[], $20::text[])
            AS e(event_id, seq, order_key, status, attempts, delay_ms, last_code, last_message, code, order_no, committed_at, payload)
+      -- Waiting only behind a skipped delivery of its order (no open one): held behind it, parked.
+      LEFT JOIN LATERAL (
+             SELECT k.event_id, k.code, k.order_no, k.order_key FROM ${s}.deliveries k
+              WHERE e.status = 'pending' AND e.attempts = 0
+                AND k.sink = $1 AND k.order_key = e.order_key AND k.status = 'skipped' AND k.id < e.seq
+                AND NOT EXISTS (SELECT 1 FROM ${s}.deliveries o WHERE o.sink = $1 AND o.order_key = e.order_key AND o.status IN ${OPEN})
+              ORDER BY k.id LIMIT 1) h ON true
     ON CONFLICT (event_id, sink) DO NOTHING
     RETURNING 1
   ), a AS (
@@ -253,4 +275,4 @@ export const loadCheckpoints = (s: string) => `SELECT stream, position FROM ${s}
 export const ledgerSetting = (s: string) => `SELECT value FROM ${s}.settings WHERE key = $1`;
 
 export const openOrders = (s: string) =>
-  `SELECT DISTINCT order_key FROM ${s}.deliveries WHERE sink = $1 AND order_key = ANY($2::text[]) AND status IN ${OPEN}`;
+  `SELECT DISTINCT order_key FROM ${s}.deliveries WHERE sink = $1 AND order_key = ANY($2::text[]) AND status IN ('pending', 'rejected', 'skipped')`;

@@ -74,7 +74,7 @@ export async function settleLog(ledger: Ledger, sink: string, decide: (entry: Lo
       for (const h of x.history ?? []) flush.attempts.push({ seq: e.seq, ...h });
     } else {
       const x = d as OutcomeDecision;
-      flush.outcomes.push({ seq: e.seq, status: x.as, attempts: x.attempts ?? 1, info: x.info, result: x.result });
+      flush.outcomes.push({ seq: e.seq, shard: e.shard, status: x.as, attempts: x.attempts ?? 1, info: x.info, result: x.result });
     }
   }
   cursors.forEach((seq, shard) => {

@@ -115,8 +115,8 @@ export async function dispatchLog(ledger: Ledger, sink: string, decide: (entry: 
     }
     sent.push(e);
     const d = decide(e);
-    if (d === 'delivered') flush.outcomes.push({ seq: e.seq, status: 'delivered', attempts: 1, info: info(e, 200) });
-    else if (d === 'not_applicable') flush.outcomes.push({ seq: e.seq, status: 'not_applicable', attempts: 1 });
+    if (d === 'delivered') flush.outcomes.push({ seq: e.seq, shard: e.shard, status: 'delivered', attempts: 1, info: info(e, 200) });
+    else if (d === 'not_applicable') flush.outcomes.push({ seq: e.seq, shard: e.shard, status: 'not_applicable', attempts: 1 });
     else if (d === 'in-flight') {
       inFlight.add(e.orderKey);
       if (!firstUnsettled.has(e.shard)) firstUnsettled.set(e.shard, e.seq);

@@ -151,6 +151,21 @@ describe('ledger appends', () => {
     expect(third.handOver).toEqual([]);
   });
 
+  it('write a flush sent again after it committed (its answer lost) once', async () => {
+    const c = await db.pool.connect();
+    await migrate(c, 'l6');
+    c.release();
+    const l = createLedger(db.pool, 'l6');
+    await l.append({ source: 's', events: [ev(7, 'A', ['a'])], orders: [], bad: [], checkpoints: [] });
+    await l.cursors('a');
+    const [e] = (await l.readLog('a', 0, 10)).entries;
+    const flush = { sink: 'a', outcomes: [{ seq: e!.seq, shard: e!.shard, status: 'delivered' as const, attempts: 1, result: { event_id: 'E7' } }], exceptions: [], attempts: [], cursors: [{ shard: e!.shard, seq: e!.seq }] };
+    await l.flushLog(flush);
+    await l.flushLog(flush);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM l6.outcomes`);
+    expect(rows[0].n).toBe(1);
+  });
+
   it('refuses to change the shard count of an existing ledger only through the config check: the stored count decides', async () => {
     const c = await db.pool.connect();
     await migrate(c, 'l5', { shards: 3 });

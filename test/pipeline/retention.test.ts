@@ -129,7 +129,7 @@ describe('rotation and partition drops', () => {
     const exceptionOf = (entry: LogEntry, status: 'pending' | 'rejected', delayMs: number) => ({ entry, status, attempts: 1, delayMs, code: 'X', message: 'test' });
     await ledger.flushLog({
       sink: 'a',
-      outcomes: a.slice(6).map((e) => ({ seq: e.seq, status: 'delivered' as const, attempts: 1 })),
+      outcomes: a.slice(6).map((e) => ({ seq: e.seq, shard: e.shard, status: 'delivered' as const, attempts: 1 })),
       exceptions: [
         exceptionOf(parked, 'rejected', 0),
         exceptionOf(retrying, 'pending', 3_600_000),
@@ -289,7 +289,7 @@ describe('retention under load', () => {
         appendedBytes += batch.reduce((s, e) => s + 2 * JSON.stringify(e).length, 0); // payload and order row
         await ledger.flushLog({
           sink: 'a',
-          outcomes: entries.map((e) => ({ seq: e.seq, status: 'delivered' as const, attempts: 1, result: { ok: true } })),
+          outcomes: entries.map((e) => ({ seq: e.seq, shard: e.shard, status: 'delivered' as const, attempts: 1, result: { ok: true } })),
           exceptions: [],
           attempts: [],
           cursors: Array.from({ length: SHARDS }, (_, shard) => ({ shard, seq: lastSeq })),
