@@ -47,7 +47,7 @@ if (values.help) {
   --phases a,b          run only these of ${PHASES.join(', ')} (rsa always; decode with ingest)
 --connector-node-args A  node flags for the connector (default --max-semi-space-size=4, as the Dockerfile; 'none' for none)
   --statements          load pg_stat_statements and print each phase's costliest statements
-  --explain             print EXPLAIN ANALYZE plans of the ledger's append/claim/settle on the backlog
+  --explain             print EXPLAIN ANALYZE plans (generic, as the connector runs them) of the ledger's append, read_log and flush_log on the backlog
   --cpu-prof            profile the connector (node --cpu-prof) and print where its time went
   --json                print one JSON object on the last line
 `);
