@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configWarnings, parseConfig } from '../../src/config/load.js';
+import { eventId } from '../../src/core/ids.js';
 import { REPO } from '../helpers/pipeline.js';
 
 const demo = readFileSync(`${REPO}config/demo.yaml`, 'utf8');
@@ -86,5 +88,23 @@ describe('secrets in the config file', () => {
     for (const text of ok) expect(configWarnings(parseConfig(text, env))).toEqual([]);
     const production = readFileSync(`${REPO}config/production.yaml`, 'utf8');
     expect(configWarnings(parseConfig(production, env))).toEqual([]);
+  });
+});
+
+describe('event ids', () => {
+  // The ids of a running ledger must never change with a release: this is the definition they were made with.
+  const reference = (parts: string[]) => {
+    const h = createHash('sha256');
+    for (const p of parts) h.update(String(p.length)).update(':').update(p);
+    return h.digest('hex').slice(0, 32);
+  };
+  it.each([
+    [['demo-cinema', 'P0000001', 'TRADE_SUCCESS']],
+    [['p', '订单-票', 'REFUND_SUCCESS', 'R-退款-1']],
+    [['p', 'a:b', '3:c']],
+    [['p', '\ud800lone', 'x']],
+    [['', '', '']],
+  ])('%j hashes as it always has', (parts) => {
+    expect(eventId(parts)).toBe(reference(parts));
   });
 });
