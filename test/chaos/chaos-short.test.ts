@@ -16,9 +16,12 @@ describe('chaos (short)', () => {
     expect(report.pg_restarts, summary).toBe(SHORT.pgRestarts);
     expect(report.events_expected, summary).toBeGreaterThan(100);
     expect(
-      { lost: report.lost, duplicates: report.duplicates, order_violations: report.order_violations, acked_beyond_ledger: report.acked_beyond_ledger, key_conflicts: report.key_conflicts, drained: report.drained },
+      {
+        lost: report.lost, duplicates: report.duplicates, order_violations: report.order_violations, acked_beyond_ledger: report.acked_beyond_ledger, key_conflicts: report.key_conflicts,
+        ledger_inconsistent: report.ledger_inconsistent, drained: report.drained,
+      },
       summary,
-    ).toEqual({ lost: 0, duplicates: 0, order_violations: 0, acked_beyond_ledger: 0, key_conflicts: 0, drained: true });
+    ).toEqual({ lost: 0, duplicates: 0, order_violations: 0, acked_beyond_ledger: 0, key_conflicts: 0, ledger_inconsistent: 0, drained: true });
     expect(report.ok, summary).toBe(true);
   }, 120_000);
 });

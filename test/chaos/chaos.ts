@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { parse } from 'yaml';
 import { eventId } from '../../src/core/ids.js';
+import { deliveryAudit } from '../../src/ledger/queries-sql.js';
 import type { LocalPostgres } from '../../src/sandbox/postgres.js';
 import {
   CLI,
@@ -115,6 +116,13 @@ export interface ChaosReport {
   kafka_records: number;
   /** A key sent again with different content (REQUEST_ID_CONFLICT / conflicting out_biz_no). */
   key_conflicts: number;
+  /**
+   * (event, sink) pairs of the log whose records break the ledger model: the sink's cursor
+   * passed it with neither an outcome nor an exception row, it has more than one record, or
+   * it has one while still past the cursor (`deliveryAudit`; per sink in `ledger_audit`).
+   */
+  ledger_inconsistent: number;
+  ledger_audit: Array<{ sink: string; pairs: number; delivered: number; unrecorded: number; repeated: number; ahead: number }>;
   slot_checks: number;
   /** Repeats of known keys the simulators answered idempotently (expected, harmless). */
   idempotent_repeats: number;
@@ -493,6 +501,68 @@ async function expectedEvents(pool: pg.Pool, kafka?: KafkaLoad): Promise<Map<str
 }
 
 // ---------------------------------------------------------------------------------------------
+// The ledger's record of each (event, sink), read from the tables of schema version 3.
+
+/** Where a cursor the dispatcher has not made yet starts (as `ensureCursors` would make it). */
+const cursorStart = (s: string) => `coalesce((SELECT value::bigint FROM ${s}.settings WHERE key = 'cursor_start'), 0)`;
+
+/** (event, sink) pairs of the log still past the sink's cursor of the event's shard. */
+const pastCursors = (s: string) => /* sql */ `
+  SELECT encode(l.id, 'hex') AS event_id, k.name AS sink
+    FROM ${s}.log l
+    JOIN ${s}.sinks k ON (l.sinks & (1 << k.bit)) <> 0
+    LEFT JOIN ${s}.cursors c ON c.sink = k.name AND c.shard = l.shard
+   WHERE l.seq > coalesce(c.seq, ${cursorStart(s)})`;
+
+/**
+ * Drained: how many of the expected event ids ($1, hex) the log holds, exception rows still
+ * pending (retrying, or waiting behind one), and pairs still past their cursor (not yet
+ * settled by the sink). A pair the cursor passed is an outcome or an exception row
+ * (`deliveryAudit` checks that it has exactly one).
+ */
+const drainQuery = (s: string) => /* sql */ `
+  SELECT (SELECT count(*) FROM unnest($1::text[]) AS x(id) JOIN ${s}.event_ids i ON i.id = decode(x.id, 'hex') JOIN ${s}.log l ON l.seq = i.seq)::int AS have,
+         (SELECT count(*) FROM ${s}.deliveries WHERE status = 'pending')::int AS pending,
+         (SELECT count(*) FROM (${pastCursors(s)}) p)::int AS past`;
+
+interface LedgerState {
+  /** delivered | not_applicable (outcomes or rows) | rejected | skipped | pending (a row, or past the cursor). */
+  status: string;
+  last_code: string | null;
+  last_message: string | null;
+  /** Which record says so. */
+  record: 'outcome' | 'exception' | 'past the cursor';
+}
+
+/**
+ * Each (sink, event id) the ledger has a record of: an exception row (deliveries) first, as
+ * the delivery_states view prefers it, else the outcome the cursor wrote, else pending past
+ * the cursor. An outcome keeps no message; one not applicable reads NOT_APPLICABLE, the code
+ * a row of it carried (and the console shows).
+ */
+async function ledgerStates(pool: pg.Pool, s: string): Promise<Map<string, LedgerState>> {
+  const out = new Map<string, LedgerState>();
+  const past = (await pool.query<{ event_id: string; sink: string }>(pastCursors(s))).rows;
+  for (const p of past) out.set(`${p.sink}/${p.event_id}`, { status: 'pending', last_code: null, last_message: null, record: 'past the cursor' });
+  const outcomes = (
+    await pool.query<{ event_id: string; sink: string; status: string; remote_code: string | null }>(
+      `SELECT encode(l.id, 'hex') AS event_id, o.sink, o.status, o.remote_code FROM ${s}.outcomes o JOIN ${s}.log l ON l.seq = o.seq ORDER BY o.at`,
+    )
+  ).rows;
+  for (const o of outcomes) {
+    const code = o.status === 'not_applicable' ? (o.remote_code ?? 'NOT_APPLICABLE') : o.remote_code;
+    out.set(`${o.sink}/${o.event_id}`, { status: o.status, last_code: code, last_message: null, record: 'outcome' });
+  }
+  const rows = (
+    await pool.query<{ event_id: string; sink: string; status: string; last_code: string | null; last_message: string | null }>(
+      `SELECT event_id, sink, status, last_code, last_message FROM ${s}.deliveries`,
+    )
+  ).rows;
+  for (const d of rows) out.set(`${d.sink}/${d.event_id}`, { status: d.status, last_code: d.last_code, last_message: d.last_message, record: 'exception' });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /** Keeps one connector running; restarts it after an exit we did not cause. */
 class Supervisor {
@@ -834,12 +904,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     while (Date.now() < drainDeadline) {
       try {
         if (await ledgerExists(pool, schema)) {
-          const { rows } = await pool.query<{ have: number; pending: number }>(
-            `SELECT (SELECT count(*) FROM ${schema}.events WHERE id = ANY($1::text[]))::int AS have,
-                    (SELECT count(*) FROM ${schema}.deliveries WHERE status = 'pending')::int AS pending`,
-            [[...expected.keys()]],
-          );
-          if (rows[0]!.have === expected.size && rows[0]!.pending === 0) {
+          const { rows } = await pool.query<{ have: number; pending: number; past: number }>(drainQuery(schema), [[...expected.keys()]]);
+          if (rows[0]!.have === expected.size && rows[0]!.pending === 0 && rows[0]!.past === 0) {
             drained = true;
             break;
           }
@@ -854,15 +920,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
     // --- invariants ------------------------------------------------------------------------------
     const [a, z] = await Promise.all([sims.antchain.stats<AntchainStats>(), sims.zhima.stats<ZhimaStats>()]);
-    const deliveries = (
-      await pool.query<{ event_id: string; sink: string; status: string; last_code: string | null; last_message: string | null }>(
-        `SELECT event_id, sink, status, last_code, last_message FROM ${schema}.deliveries`,
-      )
-    ).rows;
-    const ledgerIds = new Set((await pool.query<{ id: string }>(`SELECT id FROM ${schema}.events`)).rows.map((r) => r.id));
-    const delivery = new Map(deliveries.map((d) => [`${d.sink}/${d.event_id}`, d]));
+    const delivery = await ledgerStates(pool, schema);
+    const ledgerIds = new Set((await pool.query<{ id: string }>(`SELECT encode(id, 'hex') AS id FROM ${schema}.log`)).rows.map((r) => r.id));
+    // Every (event, sink) pair of the log against its records: the cursor passed it with no
+    // record, it has two records, or it has one while still past the cursor.
+    const audit = (await pool.query<{ sink: string; pairs: number; delivered: number; unrecorded: number; repeated: number; ahead: number }>(deliveryAudit(schema))).rows;
+    const ledgerInconsistent = audit.reduce((n, r) => n + r.unrecorded + r.repeated + r.ahead, 0);
     const effects = { antchain: new Set(a.effectKeys), zhima: new Set(z.effectKeys) };
-    const examples: Record<string, string[]> = { lost: [], duplicates: [], order_violations: [], acked_beyond_ledger: ackExamples.slice(0, 5), key_conflicts: [] };
+    const examples: Record<string, string[]> = { lost: [], duplicates: [], order_violations: [], acked_beyond_ledger: ackExamples.slice(0, 5), key_conflicts: [], ledger_inconsistent: [] };
+    for (const r of audit) {
+      if (r.unrecorded + r.repeated + r.ahead > 0) examples.ledger_inconsistent!.push(`${r.sink}: ${r.pairs} pairs, ${r.unrecorded} passed by the cursor unrecorded, ${r.repeated} recorded twice, ${r.ahead} recorded but past the cursor`);
+    }
 
     let deliveriesExpected = 0;
     let lost = 0;
@@ -880,7 +948,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           continue;
         }
         lost++;
-        if (examples.lost!.length < 5) examples.lost!.push(`${sink} ${e.code} order ${e.orderNo} (${e.id}): ledger ${ledgerIds.has(e.id) ? `delivery ${d?.status ?? 'missing'} ${d?.last_code ?? ''}` : 'has no event'}`);
+        if (examples.lost!.length < 5) examples.lost!.push(`${sink} ${e.code} order ${e.orderNo} (${e.id}): ledger ${ledgerIds.has(e.id) ? d ? `${d.record} ${d.status} ${d.last_code ?? ''}`.trim() : 'no record of the delivery (the log does not name the sink, or the cursor passed it unrecorded)' : 'has no event'}`);
       }
     }
 
@@ -938,7 +1006,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     if (keyConflicts) examples.key_conflicts!.push(`antchain ${a.violations.filter((v) => v.reason === 'REQUEST_ID_CONFLICT').length}, zhima ${z.conflictingDuplicates}`);
 
     const ok =
-      lost === 0 && duplicates === 0 && orderViolations === 0 && ackedBeyond === 0 && keyConflicts === 0 && drained &&
+      lost === 0 && duplicates === 0 && orderViolations === 0 && ackedBeyond === 0 && keyConflicts === 0 && ledgerInconsistent === 0 && drained &&
       kills === opts.kills && pgRestarts === opts.pgRestarts && (opts.preexisting === 0 || backfillDone);
     for (const k of Object.keys(examples)) if (examples[k]!.length === 0) delete examples[k];
     if (!drained) examples.drain = [`not drained within ${opts.drainTimeout} s`];
@@ -965,6 +1033,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       order_violations: orderViolations,
       acked_beyond_ledger: ackedBeyond,
       key_conflicts: keyConflicts,
+      ledger_inconsistent: ledgerInconsistent,
+      ledger_audit: audit,
       kafka_records: kafkaLoad?.records ?? 0,
       slot_checks: slotChecks,
       idempotent_repeats: a.duplicates + z.duplicates,
@@ -1019,6 +1089,7 @@ export function renderReport(r: ChaosReport): string {
     ['order_violations', r.order_violations, inv(r.order_violations)],
     ['acked_beyond_ledger', r.acked_beyond_ledger, inv(r.acked_beyond_ledger)],
     ['key_conflicts', r.key_conflicts, inv(r.key_conflicts)],
+    ['ledger_inconsistent (pairs unrecorded, recorded twice, or ahead of the cursor)', r.ledger_inconsistent, inv(r.ledger_inconsistent)],
     ['drained', String(r.drained), r.drained ? 'ok' : 'BROKEN'],
   ];
   const lines = [table(['', 'value', 'invariant'], rows)];
