@@ -217,6 +217,17 @@ interface Order {
 const INSERT_ORDER = `INSERT INTO orders (order_no, status, buyer_phone, sharer_phone, alipay_user_id, movie_id, cinema_id, cinema_name, cinema_address, schedule_id, seat_ids, show_start, show_end, ticket_count, original_amount, paid_amount, paid_at)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '2026-12-01 19:30:00', '2026-12-01 21:30:00', $12, $13, $14, CASE WHEN $2 = 'PAID' THEN now() END)`;
 
+/**
+ * A client checked out of a pool has no 'error' listener (pg-pool keeps one only while it is
+ * idle): Postgres restarting between two of its statements would be an uncaught 'error'
+ * event and end the harness. The failed statement rejects anyway. Returns the remover.
+ */
+function ignoreErrors(c: pg.PoolClient): () => void {
+  const onError = () => {};
+  c.on('error', onError);
+  return () => c.removeListener('error', onError);
+}
+
 class Load {
   private readonly orders: Order[] = [];
   private readonly active: Order[] = [];
@@ -269,6 +280,7 @@ class Load {
         this.errors++;
         return;
       }
+      const done = ignoreErrors(c);
       try {
         await c.query('BEGIN');
         for (const p of params) await c.query(INSERT_ORDER, p);
@@ -277,6 +289,7 @@ class Load {
         await c.query('ROLLBACK').catch(() => {});
         this.errors++;
       } finally {
+        done();
         c.release(true);
       }
     })();
@@ -333,6 +346,7 @@ class Load {
           if (!invalidUser) this.active.push(order);
         } else {
           const c = await this.pool.connect();
+          const done = ignoreErrors(c);
           try {
             await c.query('BEGIN');
             await c.query(INSERT_ORDER, this.orderParams(no, 'PAID', false));
@@ -342,6 +356,7 @@ class Load {
             await c.query('ROLLBACK').catch(() => {});
             throw err;
           } finally {
+            done();
             c.release();
           }
           order.state = 'paid';
