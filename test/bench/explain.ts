@@ -58,6 +58,9 @@ function recordingLedger(client: pg.Client, schema: string) {
 }
 
 export interface Plan {
+  /** The ledger's name of the statement: append, append_handover, read_log, flush_log. */
+  name: string;
+  /** What it was run on, for people. */
   statement: string;
   executionMs: number;
   planningMs: number;
@@ -86,7 +89,7 @@ async function explain(client: pg.Client, label: string, c: Captured): Promise<P
     const text = lines.join('\n');
     const exec = Number(/Execution Time: ([\d.]+)/.exec(text)?.[1] ?? NaN);
     const planning = Number(/Planning Time: ([\d.]+)/.exec(text)?.[1] ?? NaN);
-    return { statement: label, executionMs: exec, planningMs: planning, plan: lines };
+    return { name: c.name, statement: label, executionMs: exec, planningMs: planning, plan: lines };
   } finally {
     await client.query('ROLLBACK');
     // A prepared statement outlives the transaction.
