@@ -70,7 +70,7 @@ interface Slot {
 }
 
 type Final =
-  | { kind: 'outcome'; outcome: DeliveryOutcome; status: 'delivered' | 'not_applicable'; result?: Record<string, unknown> | undefined; info?: AttemptInfo | undefined }
+  | { kind: 'outcome'; outcome: DeliveryOutcome; status: 'delivered' | 'not_applicable'; result?: Record<string, unknown> | undefined; info?: AttemptInfo | undefined; message?: string | undefined }
   | { kind: 'exception'; outcome: DeliveryOutcome | null; status: 'pending' | 'rejected'; delayMs: number; code?: string | undefined; message?: string | undefined };
 
 type Work = { kind: 'log'; slot: Slot } | { kind: 'claim'; delivery: ClaimedDelivery };
@@ -236,7 +236,10 @@ export class SinkWorker {
     this.closed = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     await this.flushing;
-    if (this.ready) await this.flushLog(true);
+    if (this.ready) {
+      this.settleHeldAsRows();
+      await this.flushLog(true);
+    }
     const owned = this.ownership;
     this.ownership = null;
     await owned?.release();
@@ -285,6 +288,21 @@ export class SinkWorker {
         this.reads.failed(err);
         await this.idle(1_000);
       }
+    }
+  }
+
+  /**
+   * At a clean stop, what the window still holds unsent (queued, waiting, retrying in memory)
+   * becomes delivery rows, so the cursors can pass everything: events delivered behind them
+   * are written now instead of sent again by the next process. Nothing was sent for those
+   * rows that their attempts do not record; the next process claims them, FIFO per order.
+   */
+  private settleHeldAsRows(): void {
+    for (const line of [...this.orders.values()]) {
+      const head = line[0]!;
+      if (head.state === 'inflight') continue; // abandoned past the drain timeout: sent again from the log
+      const last = head.history.at(-1);
+      this.toException([head], null, 'pending', 0, last?.code, last?.message);
     }
   }
 
@@ -487,7 +505,7 @@ export class SinkWorker {
       for (const slot of batch) {
         const f = slot.final!;
         if (f.kind === 'outcome') {
-          flush.outcomes.push({ seq: slot.entry.seq, shard: slot.entry.shard, status: f.status, attempts: slot.attempt, info: f.info, result: f.result });
+          flush.outcomes.push({ seq: slot.entry.seq, shard: slot.entry.shard, status: f.status, attempts: slot.attempt, info: f.info, result: f.result, message: f.message });
           // Settled after quick retries: its history is kept, as for a delivery row.
           if (slot.history.length) for (const h of [...slot.history, { attempt: slot.attempt, outcome: f.status, info: f.info }]) flush.attempts.push({ seq: slot.entry.seq, ...h });
         } else {
@@ -655,7 +673,7 @@ export class SinkWorker {
       case 'delivered':
         return this.settleSlot(slot, { kind: 'outcome', outcome: o, status: 'delivered', result: o.result, info: o.info });
       case 'not_applicable':
-        return this.settleSlot(slot, { kind: 'outcome', outcome: o, status: 'not_applicable' });
+        return this.settleSlot(slot, { kind: 'outcome', outcome: o, status: 'not_applicable', message: o.reason });
       case 'rejected':
         return this.toException([slot], o, 'rejected', 0, o.code, o.message);
       case 'sink_failure':

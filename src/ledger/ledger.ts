@@ -86,7 +86,7 @@ export interface Settlement {
 /** What a sink settled from the log, written as its cursors pass (`flushLog`). */
 export interface LogFlush {
   sink: string;
-  outcomes: Array<{ seq: number; shard: number; status: 'delivered' | 'not_applicable'; attempts: number; info?: AttemptInfo | undefined; result?: Record<string, unknown> | undefined }>;
+  outcomes: Array<{ seq: number; shard: number; status: 'delivered' | 'not_applicable'; attempts: number; info?: AttemptInfo | undefined; result?: Record<string, unknown> | undefined; message?: string | undefined }>;
   exceptions: Array<{
     entry: LogEntry;
     status: 'pending' | 'rejected';
@@ -364,6 +364,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
           f.cursors.map((c) => c.shard),
           f.cursors.map((c) => c.seq),
           o.map((x) => x.shard),
+          o.map((x) => text(x.message)),
         ]),
       );
     },

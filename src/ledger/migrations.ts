@@ -161,6 +161,8 @@ export const MIGRATIONS: readonly Migration[] = [
         request_id   text,
         http_status  integer,
         remote_code  text,
+        -- Why, for not_applicable (the sink's reason).
+        message      text,
         result       jsonb
       ) PARTITION BY RANGE (seq);
       CREATE INDEX outcomes_seq ON ${s}.outcomes USING brin (seq);
@@ -239,13 +241,13 @@ export const MIGRATIONS: readonly Migration[] = [
                (l.payload->>'orderNo') AS order_no,
                coalesce(d.status, o.status, 'pending') AS status,
                coalesce(d.attempts, o.attempts, 0) AS attempts,
-               d.last_code, d.last_message,
+               d.last_code, coalesce(d.last_message, o.message) AS last_message,
                coalesce(d.result, o.result) AS result,
                coalesce(d.delivered_at, o.at) AS settled_at
           FROM ${s}.log l
           JOIN ${s}.sinks k ON (l.sinks & (1 << k.bit)) <> 0
           LEFT JOIN ${s}.deliveries d ON d.event_id = encode(l.id, 'hex') AND d.sink = k.name
-          LEFT JOIN LATERAL (SELECT o.status, o.attempts, o.result, o.at FROM ${s}.outcomes o
+          LEFT JOIN LATERAL (SELECT o.status, o.attempts, o.result, o.at, o.message FROM ${s}.outcomes o
                               WHERE o.seq = l.seq AND o.sink = k.name ORDER BY o.at DESC LIMIT 1) o ON d.event_id IS NULL;
       -- Where a sink's cursors start when the dispatcher makes them: past every carried-over event.
       CREATE TABLE ${s}.settings (key text PRIMARY KEY, value text NOT NULL);

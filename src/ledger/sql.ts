@@ -127,10 +127,10 @@ export const readLog = (s: string) => /* sql */ `
  */
 export const flushLog = (s: string) => /* sql */ `
   WITH o AS (
-    INSERT INTO ${s}.outcomes (seq, sink, status, attempts, request_id, http_status, remote_code, result)
-    SELECT o.seq, $1, o.status, o.attempts, o.request_id, o.http_status, o.remote_code, o.result::jsonb
-      FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $32::int[])
-           AS o(seq, status, attempts, request_id, http_status, remote_code, result, shard)
+    INSERT INTO ${s}.outcomes (seq, sink, status, attempts, request_id, http_status, remote_code, message, result)
+    SELECT o.seq, $1, o.status, o.attempts, o.request_id, o.http_status, o.remote_code, o.message, o.result::jsonb
+      FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $32::int[], $33::text[])
+           AS o(seq, status, attempts, request_id, http_status, remote_code, result, shard, message)
      -- A flush sent again after it committed (its answer was lost) finds its cursor already
      -- past: written once. (All parts of the statement see the cursors as they were before it.)
      WHERE NOT EXISTS (SELECT 1 FROM ${s}.cursors c WHERE c.sink = $1 AND c.shard = o.shard AND c.seq >= o.seq)

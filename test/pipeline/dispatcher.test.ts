@@ -190,8 +190,14 @@ describe('dispatcher', () => {
     const s = await statuses(ledger);
     expect(s).toEqual({ delivered: 4, pending: 16 });
     // What never started left no row and no phantom attempt; a new dispatcher sends exactly those 16.
-    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${ledger.schema}.deliveries`);
-    expect(rows[0].n).toBe(0);
+    // What never started became rows at the stop, with no phantom attempt, so the cursor could
+    // pass the delivered ones behind them: nothing delivered is sent again.
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${ledger.schema}.deliveries WHERE status = 'pending' AND attempts = 0 AND lease_until IS NULL`);
+    expect(rows[0].n).toBe(16);
+    const { rows: behind } = await db.pool.query(
+      `SELECT count(*)::int AS n FROM ${ledger.schema}.log l JOIN ${ledger.schema}.cursors c ON c.shard = l.shard AND c.sink = 'fake' WHERE l.seq > c.seq`,
+    );
+    expect(behind[0].n).toBe(0);
     const again = fakeSink(() => ({ status: 'delivered', info }));
     const d2 = createDispatcher({ ledger, sinks: [{ sink: again.sink, policy }], options, logger: silentLogger() });
     d2.start();
@@ -199,6 +205,18 @@ describe('dispatcher', () => {
     await d2.stop();
     expect(again.calls()).toBe(16);
     expect(new Set([...fake.log, ...again.log].map((l) => l.id)).size).toBe(20);
+  });
+
+  it('keeps the reason of an event the sink does not take', async () => {
+    const ledger = await freshLedger();
+    await store(ledger, [event('na1', 'TRADE_SUCCESS')]);
+    const fake = fakeSink(() => ({ status: 'not_applicable', reason: 'no Alipay user id on the order' }));
+    const d = createDispatcher({ ledger, sinks: [{ sink: fake.sink, policy }], options, logger: silentLogger() });
+    d.start();
+    await waitFor(async () => (await statuses(ledger)).not_applicable === 1, 'settled');
+    await d.stop();
+    const { rows } = await db.pool.query(`SELECT status, last_message FROM ${ledger.schema}.delivery_states`);
+    expect(rows).toEqual([{ status: 'not_applicable', last_message: 'no Alipay user id on the order' }]);
   });
 
   it('drops an outcome whose lease ran out and was claimed again', async () => {
