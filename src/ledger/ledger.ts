@@ -99,6 +99,14 @@ export interface LogFlush {
   cursors: Array<{ shard: number; seq: number }>;
 }
 
+/** Joins the payloads of an append (see `sql.append`): JSON text never holds a raw U+001E. */
+const RS = '\x1e';
+
+/** A PostgreSQL integer array's text ('{1,2,3}'). */
+function intList(text: string): number[] {
+  return text.length <= 2 ? [] : text.slice(1, -1).split(',').map(Number);
+}
+
 /** A pool, or one client inside a transaction the caller controls (backfill pages). */
 export type Queryable = pg.Pool | pg.PoolClient;
 
@@ -152,20 +160,35 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
    */
   function prepareAppend(input: AppendInput): () => Promise<AppendResult> {
     const names = [...new Set(input.events.flatMap((e) => e.sinks))];
+    // The seq before the batch is known only under the append lock: it is the first value.
     const serialise = (b: Map<string, number>) => {
-      const events = input.events.map(({ event, sinks, position, committedAt }) => ({
-        id: event.id,
-        code: event.code,
-        order_key: event.orderKey,
-        sinks: sinks.reduce((m, n) => m | (1 << b.get(n)!), 0),
-        committed_at: committedAt,
-        position,
-        payload: event,
-      }));
+      const n = input.events.length;
+      const ids = new Array<Buffer>(n), masks = new Array<number>(n), codes = new Array<string>(n), keys = new Array<string>(n);
+      const times = new Array<string>(n), positions = new Array<string>(n), payloads = new Array<string>(n);
+      for (let i = 0; i < n; i++) {
+        const { event, sinks, position, committedAt } = input.events[i]!;
+        ids[i] = Buffer.from(event.id, 'hex');
+        let mask = 0;
+        for (const name of sinks) mask |= 1 << b.get(name)!;
+        masks[i] = mask;
+        codes[i] = event.code;
+        keys[i] = event.orderKey;
+        times[i] = committedAt;
+        positions[i] = position;
+        payloads[i] = JSON.stringify(event);
+      }
       const params: unknown[] = [
         input.source,
-        JSON.stringify(events),
-        JSON.stringify(input.orders.map((o) => ({ order_no: o.orderNo, row: o.row }))),
+        0,
+        ids,
+        masks,
+        codes,
+        keys,
+        times,
+        positions,
+        payloads.join(RS),
+        input.orders.map((o) => o.orderNo),
+        input.orders.map((o) => JSON.stringify(o.row)).join(RS),
         // A reason may quote a row's value: a NUL in it would make PostgreSQL refuse the whole append.
         JSON.stringify(input.bad.map((b) => ({ ...b, reason: storableText(b.reason) }))),
         JSON.stringify(input.checkpoints),
@@ -175,7 +198,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     };
     // Bits are known after the first batch: serialise now, off the write's critical path.
     const ready = bits && names.every((n) => bits!.has(n)) ? serialise(bits) : null;
-    type Raw = { inserted: number; ords: number[]; seqs: string[]; shards: number[]; blocked: string[] };
+    type Raw = { inserted: number; seqs: string; shards: string; blocked: string[] };
     return async () => {
       const query = ready ?? serialise(await sinkBits(names));
       const lock = sql.appendLock(lockClass, s);
@@ -186,6 +209,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         // A client in the caller's transaction (a backfill page): the lock holds until its commit.
         const results = (await hot.query(lock)) as unknown as Array<pg.QueryResult<{ prev: string; is_called: boolean }>>;
         prev = seqBefore(results[1]!);
+        query.values![1] = prev;
         raw = (await hot.query<Raw>(query)).rows[0]!;
       } else {
         const client = await hot.connect();
@@ -198,6 +222,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         try {
           const results = (await client.query(`BEGIN; ${lock}`)) as unknown as Array<pg.QueryResult<{ prev: string; is_called: boolean }>>;
           prev = seqBefore(results[2]!);
+          query.values![1] = prev;
           raw = (await client.query<Raw>(query)).rows[0]!;
           await client.query('COMMIT');
         } catch (err) {
@@ -219,12 +244,13 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         else blocked.set(Number(seq), new Set([sink]));
       }
       const none: ReadonlySet<string> = new Set();
-      const entries = raw.ords.map((ord, i): LogEntry => {
-        const e = input.events[ord - 1]!;
+      const seqs = intList(raw.seqs);
+      const shards = intList(raw.shards);
+      const entries = seqs.map((seq, i): LogEntry => {
+        const e = input.events[seq - prev - 1]!;
         stored[e.event.code] = (stored[e.event.code] ?? 0) + 1;
         for (const sink of e.sinks) deliveries[sink] = (deliveries[sink] ?? 0) + 1;
-        const seq = Number(raw.seqs[i]);
-        return { seq, shard: raw.shards[i]!, eventId: e.event.id, orderKey: e.event.orderKey, event: e.event, committedAt: new Date(e.committedAt), blocked: blocked.get(seq) ?? none, sinks: e.sinks };
+        return { seq, shard: shards[i]!, eventId: e.event.id, orderKey: e.event.orderKey, event: e.event, committedAt: new Date(e.committedAt), blocked: blocked.get(seq) ?? none, sinks: e.sinks };
       });
       return { inserted: raw.inserted, stored, deliveries, appended: { after: prev, entries }, handOver: input.handOver ?? [] };
     };

@@ -23,11 +23,11 @@ export const disownSink = `SELECT pg_advisory_unlock($1::int, $2::int)`;
 export const OPEN = `('pending', 'rejected')`;
 /**
  * Whether a new event of the order waits behind a row: an open delivery, or a skipped one
- * (a skip holds its order, see replay.ts). Two probes, each on a partial index.
+ * (a skip holds its order, see replay.ts). One probe of the partial index deliveries_holds.
  */
+export const HOLDING = `('pending', 'rejected', 'skipped')`;
 const holds = (s: string, sink: string, orderKey: string) =>
-  `(EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = ${sink} AND d.order_key = ${orderKey} AND d.status IN ${OPEN} OFFSET 0)
-    OR EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = ${sink} AND d.order_key = ${orderKey} AND d.status = 'skipped' OFFSET 0))`;
+  `EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = ${sink} AND d.order_key = ${orderKey} AND d.status IN ${HOLDING} OFFSET 0)`;
 
 export const appendLock = (lockClass: number, schema: string) =>
   `SELECT pg_advisory_xact_lock(${lockClass}, ${APPEND_LOCK_KEY}); SELECT last_value::text AS prev, is_called FROM ${schema}.log_seq`;
@@ -36,30 +36,39 @@ export const appendLock = (lockClass: number, schema: string) =>
  * Events, order rows, parked input and checkpoints in one statement. Runs after
  * `appendLock` in the same transaction: sequence numbers are taken under the lock, so they
  * follow commit order, and a reader that sees seq n sees every event below it.
- * $1 source, $2 events, $3 orders, $4 parked input, $5 checkpoints; with `handOver`, $6 the
- * sinks whose open deliveries to look up per new event (`blocked`).
+ *
+ * The events come as one array per column and their payloads as one text, JSON documents
+ * joined by U+001E (JSON text never holds a raw control character): PostgreSQL splits it
+ * without parsing it, and parses each payload once, as it stores it. The i-th event (from 1)
+ * takes seq $2 + i; a repeat (its id already in event_ids) leaves its seq unused.
+ * $1 source, $2 the seq before the batch, $3 ids, $4 sinks masks, $5 codes, $6 order keys,
+ * $7 commit times, $8 positions, $9 payloads; $10 order numbers, $11 their rows (joined the
+ * same way); $12 parked input, $13 checkpoints (JSON); with `handOver`, $14 the sinks whose
+ * open deliveries to look up per new event (`blocked`).
  */
 export function append(s: string, handOver: boolean): string {
   return /* sql */ `
-    WITH x AS (
-      SELECT x.id, x.code, x.order_key, x.sinks, x.committed_at, x.position, x.payload, x.ord, nextval('${s}.log_seq') AS seq
-        FROM ROWS FROM (json_to_recordset($2::json) AS (id text, code text, order_key text, sinks int, committed_at timestamptz, position text, payload json))
-             WITH ORDINALITY AS x(id, code, order_key, sinks, committed_at, position, payload, ord)
-    ), ids AS (
-      INSERT INTO ${s}.event_ids (id, seq) SELECT decode(x.id, 'hex'), x.seq FROM x
+    WITH ids AS (
+      INSERT INTO ${s}.event_ids (id, seq)
+      SELECT i.id, $2::bigint + i.ord FROM unnest($3::bytea[]) WITH ORDINALITY AS i(id, ord)
       ON CONFLICT (id) DO NOTHING
       RETURNING seq
     ), n AS (
       SELECT value::int AS shards FROM ${s}.settings WHERE key = 'shards'
     ), ev AS (
       INSERT INTO ${s}.log (seq, id, shard, sinks, code, order_key, committed_at, source, position, payload)
-      SELECT x.seq, decode(x.id, 'hex'), ((hashtext(x.order_key) & 2147483647) % n.shards)::smallint, x.sinks, x.code,
-             x.order_key, x.committed_at, $1, x.position, x.payload
-        FROM x, n WHERE x.seq IN (SELECT seq FROM ids)
-      RETURNING seq, shard, code, order_key
+      SELECT $2::bigint + x.ord, x.id, ((hashtext(x.order_key) & 2147483647) % n.shards)::smallint, x.sinks, x.code,
+             x.order_key, x.committed_at, $1, x.position, x.payload::json
+        FROM ROWS FROM (unnest($3::bytea[], $4::int[], $5::text[], $6::text[], $7::timestamptz[], $8::text[]), string_to_table($9::text, E'\x1e'))
+             WITH ORDINALITY AS x(id, sinks, code, order_key, committed_at, position, payload, ord), n
+       WHERE $2::bigint + x.ord IN (SELECT seq FROM ids)
+      RETURNING seq, shard, order_key
+    ), sq AS (
+      -- The sequence moves past the batch: the next append starts after it.
+      SELECT setval('${s}.log_seq', $2::bigint + cardinality($3::bytea[]), true) WHERE cardinality($3::bytea[]) > 0
     ), od AS (
       INSERT INTO ${s}.orders (order_no, row)
-      SELECT o.order_no, o.row FROM json_to_recordset($3::json) AS o(order_no text, row json)
+      SELECT o.order_no, o.row::json FROM ROWS FROM (unnest($10::text[]), string_to_table($11::text, E'\x1e')) AS o(order_no, row)
       ON CONFLICT (order_no) DO UPDATE SET row = EXCLUDED.row, updated_at = now()
       RETURNING 1
     ), pk AS (
@@ -69,7 +78,7 @@ export function append(s: string, handOver: boolean): string {
       INSERT INTO ${s}.parked_inputs (source, stream, position, reason, raw, row_key)
       SELECT $1, p.stream, p.position, p.reason, p.raw, p.row_key
         FROM (SELECT DISTINCT ON (p.row_key, CASE WHEN p.row_key IS NULL THEN p.ord END) p.*
-                FROM ROWS FROM (json_to_recordset($4::json) AS (stream text, position text, reason text, raw text, "rowKey" text))
+                FROM ROWS FROM (json_to_recordset($12::json) AS (stream text, position text, reason text, raw text, "rowKey" text))
                      WITH ORDINALITY AS p(stream, position, reason, raw, row_key, ord)
                ORDER BY p.row_key, CASE WHEN p.row_key IS NULL THEN p.ord END, p.ord DESC) p
        ORDER BY p.ord
@@ -78,7 +87,7 @@ export function append(s: string, handOver: boolean): string {
       RETURNING 1
     ), cp AS (
       INSERT INTO ${s}.checkpoints (source, stream, position)
-      SELECT $1, c.stream, c.position FROM json_to_recordset($5::json) AS c(stream text, position text)
+      SELECT $1, c.stream, c.position FROM json_to_recordset($13::json) AS c(stream text, position text)
       ON CONFLICT (source, stream) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
       -- Never backwards: a late write from an instance that lost its partition (or slot)
       -- must not rewind the position its successor has moved on from.
@@ -92,17 +101,16 @@ export function append(s: string, handOver: boolean): string {
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM ev)::int AS inserted,
-           (SELECT coalesce(array_agg(x.ord::int ORDER BY x.seq), '{}') FROM x WHERE x.seq IN (SELECT seq FROM ev)) AS ords,
-           (SELECT coalesce(array_agg(seq::text ORDER BY seq), '{}') FROM ev) AS seqs,
-           (SELECT coalesce(array_agg(shard ORDER BY seq), '{}') FROM ev) AS shards,
+           (SELECT coalesce(array_agg(seq ORDER BY seq), '{}') FROM ev)::text AS seqs,
+           (SELECT coalesce(array_agg(shard ORDER BY seq), '{}') FROM ev)::text AS shards,
            ${
              handOver
                ? `(SELECT coalesce(array_agg(ev.seq::text || ' ' || k.sink), '{}')
-                     FROM ev, unnest($6::text[]) AS k(sink)
+                     FROM ev, unnest($14::text[]) AS k(sink)
                     WHERE ${holds(s, 'k.sink', 'ev.order_key')})`
                : `'{}'::text[]`
            } AS blocked,
-           (SELECT count(*) FROM od) + (SELECT count(*) FROM pk) + (SELECT count(*) FROM cp) AS other`;
+           (SELECT count(*) FROM od) + (SELECT count(*) FROM pk) + (SELECT count(*) FROM cp) + (SELECT count(*) FROM sq) AS other`;
 }
 
 /**

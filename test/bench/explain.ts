@@ -29,8 +29,8 @@ interface Captured {
 
 /** What the ledger reads back from each hot statement when nothing was written. */
 const EMPTY: Record<string, Record<string, unknown>> = {
-  append: { inserted: 0, ords: [], seqs: [], shards: [], blocked: [], other: 0 },
-  append_handover: { inserted: 0, ords: [], seqs: [], shards: [], blocked: [], other: 0 },
+  append: { inserted: 0, seqs: '{}', shards: '{}', blocked: [], other: 0 },
+  append_handover: { inserted: 0, seqs: '{}', shards: '{}', blocked: [], other: 0 },
   read_log: { horizon: null, rows: [] },
   flush_log: { outcomes: 0, exceptions: 0, attempts: 0, cursors: 0 },
 };
