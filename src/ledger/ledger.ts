@@ -102,6 +102,14 @@ export interface LogFlush {
 /** Joins the payloads of an append (see `sql.append`): JSON text never holds a raw U+001E. */
 const RS = '\x1e';
 
+/** An event's JSON, with its order row's text taken from `rowText` (the same document as JSON.stringify's, `order` last). */
+function payloadText(event: BusinessEvent, rowText: (row: Row) => string): string {
+  if (event.order === undefined) return JSON.stringify(event);
+  const { order, ...rest } = event;
+  const head = JSON.stringify(rest);
+  return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"order":${rowText(order)}}`;
+}
+
 /** A PostgreSQL integer array's text ('{1,2,3}'). */
 function intList(text: string): number[] {
   return text.length <= 2 ? [] : text.slice(1, -1).split(',').map(Number);
@@ -163,6 +171,13 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     // The seq before the batch is known only under the append lock: it is the first value.
     const serialise = (b: Map<string, number>) => {
       const n = input.events.length;
+      // An order row is usually both an event's `order` and the batch's order row: written once.
+      const texts = new Map<Row, string>();
+      const rowText = (row: Row) => {
+        let t = texts.get(row);
+        if (t === undefined) texts.set(row, (t = JSON.stringify(row)));
+        return t;
+      };
       const ids = new Array<Buffer>(n), masks = new Array<number>(n), codes = new Array<string>(n), keys = new Array<string>(n);
       const times = new Array<string>(n), positions = new Array<string>(n), payloads = new Array<string>(n);
       for (let i = 0; i < n; i++) {
@@ -175,7 +190,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         keys[i] = event.orderKey;
         times[i] = committedAt;
         positions[i] = position;
-        payloads[i] = JSON.stringify(event);
+        payloads[i] = payloadText(event, rowText);
       }
       const params: unknown[] = [
         input.source,
@@ -188,7 +203,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         positions,
         payloads.join(RS),
         input.orders.map((o) => o.orderNo),
-        input.orders.map((o) => JSON.stringify(o.row)).join(RS),
+        input.orders.map((o) => rowText(o.row)).join(RS),
         // A reason may quote a row's value: a NUL in it would make PostgreSQL refuse the whole append.
         JSON.stringify(input.bad.map((b) => ({ ...b, reason: storableText(b.reason) }))),
         JSON.stringify(input.checkpoints),
