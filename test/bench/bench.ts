@@ -362,6 +362,8 @@ export interface DrainRates {
   end_eps: number;
   /** end_eps / start_eps (null when nothing completed in the first window). */
   end_to_start_ratio: number | null;
+  /** Events completed in each whole second of the drain, from its start: the shape between the two windows. */
+  per_second?: number[];
   /** The same windows per sink, in deliveries (effects) per second. */
   antchain_start_per_s: number;
   antchain_end_per_s: number;
@@ -407,8 +409,14 @@ export function drainRates(
   const rate = (ts: number[], head: boolean) => ts.filter((t) => (head ? t >= first && t < first + w : t > end - w && t <= end)).length / (w / 1000);
   const startEps = rate(done, true);
   const endEps = rate(done, false);
+  const perSecond = new Array<number>(Math.floor(span / 1000)).fill(0);
+  for (const t of done) {
+    const i = Math.floor((t - first) / 1000);
+    if (i >= 0 && i < perSecond.length) perSecond[i]!++;
+  }
   return {
     ...base,
+    per_second: perSecond,
     span_s: round(span / 1000, 2),
     start_eps: round(startEps),
     end_eps: round(endEps),
@@ -431,7 +439,8 @@ function renderDrain(name: string, d: DrainRates): string {
     `${name}: drain rate ${d.start_eps} events/s over the first 10% and ${d.end_eps} events/s over the last 10% of ${d.span_s} s (ratio ${d.end_to_start_ratio ?? 'n/a'}; ` +
     `${d.complete ? 'whole backlog delivered' : 'backlog not finished: the last 10% is the end of the window'}; ${d.events_completed} events at both simulators; ` +
     `first effects ${d.antchain_first_effect_s ?? 'none'} s (antchain) and ${d.zhima_first_effect_s ?? 'none'} s (zhima) after the resume; ` +
-    `antchain ${d.antchain_start_per_s} → ${d.antchain_end_per_s}, zhima ${d.zhima_start_per_s} → ${d.zhima_end_per_s} deliveries/s)`
+    `antchain ${d.antchain_start_per_s} → ${d.antchain_end_per_s}, zhima ${d.zhima_start_per_s} → ${d.zhima_end_per_s} deliveries/s)` +
+    (d.per_second?.length ? `\n${name}: events completed per second of the drain: ${d.per_second.join(' ')}` : '')
   );
 }
 
