@@ -154,6 +154,8 @@ export function createIngest(deps: IngestDeps) {
   function toRead(changes: readonly SourceChange[], known: ReadonlyMap<string, Row>): string[] {
     const read = new Set<string>();
     const columns = new Map<string, Set<string>>();
+    // Column tracking is for unchanged-TOAST columns: a batch without any needs none.
+    const unknown = changes.some((c) => c.unknownColumns?.length);
     for (const c of changes) {
       const table = qualify(c.table);
       const orderNo = classifier.orderNoOf(c);
@@ -162,7 +164,7 @@ export function createIngest(deps: IngestDeps) {
         if (!known.has(orderNo)) read.add(orderNo);
         continue;
       }
-      if (table !== classifier.ordersTable || !c.after) continue;
+      if (!unknown || table !== classifier.ordersTable || !c.after) continue;
       let seen = columns.get(orderNo);
       if (!seen) columns.set(orderNo, (seen = new Set(Object.keys(known.get(orderNo) ?? {}))));
       if (c.unknownColumns?.some((col) => !seen.has(col))) read.add(orderNo);
