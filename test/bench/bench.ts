@@ -446,6 +446,13 @@ function renderDrain(name: string, d: DrainRates): string {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The bench's own polling connections: named, so their backends' CPU is taken out of
+ * Postgres's, and never parallel (a parallel worker is a process of its own, which the
+ * subtraction by pid would miss and count as the connector's).
+ */
+const PROBE = { application_name: 'bench-probe', idleTimeoutMillis: 0, options: '-c max_parallel_workers_per_gather=0' } as const;
+
 export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   const log = opts.log;
   const details: Record<string, unknown> = { method: {} };
@@ -512,7 +519,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await sims.zhima.setFaults({ hangRate: 1 });
     // application_name: the probe's own backend is measured apart from the connector's (ingest_cpu_us_per_event).
     // idleTimeoutMillis 0: those backends live until the pool ends, so none exits unmeasured.
-    const ledgerPool = new pg.Pool({ connectionString: ingestUrl, max: 2, application_name: 'bench-probe', idleTimeoutMillis: 0 });
+    const ledgerPool = new pg.Pool({ connectionString: ingestUrl, max: 2, ...PROBE });
     ledgerPool.on('error', () => {}); // an idle client ended by the server (a phase's clean-up) must not end the run
     let rc = startConnector(sims, ingestUrl, 'relay_slot', 'ledger_ingest', opts, sinkOverrides(opts.concurrency));
     const ingestRc = rc;
@@ -653,7 +660,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const byId = new Map(expected.map((e) => [e.id, e]));
     // application_name: the probe's own backends are measured apart (postgres_cpu_us_per_delivered_event);
     // idleTimeoutMillis 0: they live until the pool ends, so none exits unmeasured.
-    const e2ePool = new pg.Pool({ connectionString: e2eUrl, max: 2, application_name: 'bench-probe', idleTimeoutMillis: 0 });
+    const e2ePool = new pg.Pool({ connectionString: e2eUrl, max: 2, ...PROBE });
     e2ePool.on('error', () => {}); // an idle client ended by the server (a phase's clean-up) must not end the run
 
     const e2ePhase = async (name: string, slot: string, schema: string, concurrency: number) => {
