@@ -7,6 +7,7 @@ import { ConfigError } from './config/load.js';
 import type { Row } from './core/events.js';
 import type { Sink } from './core/sink.js';
 import type { Source } from './core/source.js';
+import { isTransientDbError } from './core/db-errors.js';
 import { failpoint } from './core/failpoints.js';
 import { createDispatcher, type Dispatcher } from './dispatch/dispatcher.js';
 import type { DispatchHooks } from './dispatch/sink-worker.js';
@@ -54,6 +55,10 @@ export function configuredTables(config: Config): string[] {
 
 export async function migrateLedger(config: Config): Promise<number[]> {
   const client = new pg.Client({ connectionString: ledgerUrl(config), application_name: 'order-relay-migrate' });
+  // A server shutting down between two of the migration's statements (57P01, then the
+  // socket's end) is an 'error' event: without a listener it would kill the process. The
+  // statement in flight (or the next one) rejects instead, and start-up retries.
+  client.on('error', () => {});
   await client.connect();
   try {
     const applied = await migrate(client, config.ledger.schema, { shards: config.ledger.shards });
@@ -143,9 +148,9 @@ export function createApp(config: Config, deps: AppDeps): App {
       try {
         return await step();
       } catch (err) {
-        const code = (err as { code?: string }).code;
-        const transient = code === '57P03' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === '57P01';
-        if (!transient || signal.aborted) throw err;
+        // Refused, starting up, shutting down, connection lost: wait. A refused login, a
+        // missing database, a shard count that does not match: exit with one line.
+        if (!isTransientDbError(err) || signal.aborted) throw err;
         logger.warn({ component: 'ledger', err: String(err), retryInMs: wait }, 'ledger not reachable yet; retrying');
         await new Promise((r) => setTimeout(r, wait));
       }

@@ -2,6 +2,7 @@ import { sleep } from '../../../src/core/sleep.js';
 import type { ConnectionOptions } from 'node:tls';
 import { Kafka, logLevel as KafkaLogLevel, type Consumer, type EachBatchPayload, type KafkaConfig, type LogEntry, type SASLOptions } from 'kafkajs';
 import { resolveSecret } from '../../../src/config/secrets.js';
+import { isTransientDbError } from '../../../src/core/db-errors.js';
 import type { Checkpoint, Source, SourceBatch, SourceHealth } from '../../../src/core/source.js';
 import type { Logger } from '../../../src/log.js';
 import type { KafkaSourceConfig, KafkaTopicConfig } from './config.js';
@@ -64,15 +65,23 @@ export function createKafkaSource(config: KafkaSourceConfig, deps: KafkaSourceDe
       while (!signal.aborted) {
         const outcome = await session(kafka, handle, signal);
         if (outcome.kind === 'stopped') return;
-        // kafkajs gave up on this consumer (an error it calls non-retriable, e.g. a broker
-        // answering a rebalance oddly): a new consumer rejoins the group and seeks to the
-        // ledger again. The same failure over and over with no progress is fatal.
-        failuresInARow = outcome.progressed ? 1 : failuresInARow + 1;
-        if (failuresInARow >= MAX_FAILURES_IN_A_ROW) {
-          throw new Error(`kafka consumer failed ${failuresInARow} times in a row without progress; last: ${outcome.error.message}`);
-        }
         if (outcome.progressed) backoff = 500;
-        log.warn({ err: outcome.error.message, retryInMs: backoff }, 'kafka consumer stopped; starting a new one');
+        if (outcome.storing) {
+          // Storing a batch failed for a while only (the ledger's Postgres restarting, a
+          // connection lost): a new consumer seeks to the ledger's positions and reads the
+          // records again, which the ledger dedupes. Not a failure of Kafka's: not counted.
+          failuresInARow = 0;
+          log.error({ err: outcome.error.message, retryInMs: backoff }, "storing a batch failed; re-reading from the ledger's positions");
+        } else {
+          // kafkajs gave up on this consumer (an error it calls non-retriable, e.g. a broker
+          // answering a rebalance oddly): a new consumer rejoins the group and seeks to the
+          // ledger again. The same failure over and over with no progress is fatal.
+          failuresInARow = outcome.progressed ? 1 : failuresInARow + 1;
+          if (failuresInARow >= MAX_FAILURES_IN_A_ROW) {
+            throw new Error(`kafka consumer failed ${failuresInARow} times in a row without progress; last: ${outcome.error.message}`);
+          }
+          log.warn({ err: outcome.error.message, retryInMs: backoff }, 'kafka consumer stopped; starting a new one');
+        }
         await sleep(backoff, signal);
         backoff = Math.min(backoff * 2, 30_000);
       }
@@ -83,7 +92,8 @@ export function createKafkaSource(config: KafkaSourceConfig, deps: KafkaSourceDe
     }
   }
 
-  type SessionOutcome = { kind: 'stopped' } | { kind: 'restart'; error: Error; progressed: boolean };
+  /** `storing`: the pipeline failed to store a batch, transiently (see `isTransientDbError`). */
+  type SessionOutcome = { kind: 'stopped' } | { kind: 'restart'; error: Error; progressed: boolean; storing: boolean };
 
   /** One kafkajs consumer, from connect to disconnect. Rejects on failures a restart cannot fix. */
   async function session(kafka: Kafka, handle: (batch: SourceBatch) => Promise<void>, signal: AbortSignal): Promise<SessionOutcome> {
@@ -98,13 +108,13 @@ export function createKafkaSource(config: KafkaSourceConfig, deps: KafkaSourceDe
     let stopping = false;
     let progressed = false;
     /** Why this session ends: a fatal error (run rejects) or one a new consumer may overcome. */
-    let ending: { fatal: boolean; error: Error } | undefined;
+    let ending: { fatal: boolean; error: Error; storing: boolean } | undefined;
     let wake: () => void = () => {};
     const ended = new Promise<void>((resolve) => (wake = resolve));
-    const end = (error: Error, fatal: boolean) => {
+    const end = (error: Error, fatal: boolean, storing = false) => {
       if (ending) return;
-      ending = { fatal, error };
-      health.lastError = error.message;
+      ending = { fatal, error, storing };
+      health.lastError = storing ? `storing records failed: ${error.message}` : error.message;
       wake();
     };
     const onAbort = () => {
@@ -222,8 +232,12 @@ export function createKafkaSource(config: KafkaSourceConfig, deps: KafkaSourceDe
         try {
           await handle(sourceBatch);
         } catch (err) {
-          // The pipeline (the ledger) failed: as with the Postgres source, `run` ends with it.
-          end(err instanceof Error ? err : new Error(String(err)), true);
+          // The pipeline (the ledger) failed. Its Postgres restarting or a connection lost is
+          // retried: this session ends, and the next one seeks to the ledger's positions (a
+          // write is one transaction: nothing half-done remains). Anything else ends `run`.
+          const error = err instanceof Error ? err : new Error(String(err));
+          const transient = isTransientDbError(err);
+          end(error, !transient, transient);
           return;
         }
         progressed = true;
@@ -268,10 +282,10 @@ export function createKafkaSource(config: KafkaSourceConfig, deps: KafkaSourceDe
       health.connected = false;
       assignment = [];
     }
-    const why = ending as { fatal: boolean; error: Error } | undefined;
+    const why = ending as { fatal: boolean; error: Error; storing: boolean } | undefined;
     if (!why) return { kind: 'stopped' };
     if (why.fatal) throw why.error;
-    return { kind: 'restart', error: why.error, progressed };
+    return { kind: 'restart', error: why.error, progressed, storing: why.storing };
   }
 
   /** Connects, retrying with backoff: brokers that are not up yet are normal at startup. */

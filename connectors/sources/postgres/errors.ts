@@ -1,3 +1,5 @@
+import { isTransientDbError } from '../../../src/core/db-errors.js';
+
 /** The slot is streaming to another process: this instance waits as a hot standby. */
 export class SlotInUseError extends Error {
   override readonly name = 'SlotInUseError';
@@ -61,6 +63,8 @@ export function replicationPrivilegeError(role: string, message: string): SetupE
  */
 export function classifyReplicationError(err: unknown, slot: string, role = '<role>'): Error {
   if (err instanceof SetupError || err instanceof SlotMissingError || err instanceof PublicationError || err instanceof SlotInUseError) return err;
+  // A server restarting or a connection lost is never a setup problem, whatever it says.
+  if (isTransientDbError(err)) return err instanceof Error ? err : new Error(String(err));
   const code = pgCode(err);
   const message = err instanceof Error ? err.message : String(err);
   if (code === '55006') return new SlotInUseError(slot, message);

@@ -34,6 +34,9 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
 
   async function setup(resumed: boolean): Promise<void> {
     const client = new pg.Client({ connectionString: deps.url, application_name: 'order-relay-setup' });
+    // The server going away between two setup statements is an 'error' event, which would
+    // kill the process without a listener; the statement rejects instead and `run` retries.
+    client.on('error', () => {});
     await client.connect();
     try {
       const { slotCreated } = await ensurePublicationAndSlot(
