@@ -461,19 +461,6 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       await pool.query(sql.releaseExceptions(s), [claims.map((c) => c.eventId), claims.map((c) => c.sink), claims.map((c) => c.attempt)]);
     },
 
-    /**
-     * Re-queues parked deliveries (same delivery, same event id, so the same idempotency key);
-     * with `includeSkipped`, also those an operator skipped.
-     */
-    async replay(filter: { eventIds?: string[]; sink?: string; code?: string; all?: boolean }, options: { includeSkipped?: boolean } = {}): Promise<number> {
-      const { rowCount } = await pool.query(sql.requeue(s), [
-        filter.eventIds ?? null,
-        filter.sink ?? null,
-        filter.code ?? null,
-        options.includeSkipped ? ['rejected', 'skipped'] : ['rejected'],
-      ]);
-      return rowCount ?? 0;
-    },
   };
 }
 

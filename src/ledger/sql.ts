@@ -261,14 +261,6 @@ export const releaseExceptions = (s: string) => /* sql */ `
     FROM unnest($1::text[], $2::text[], $3::int[]) AS x(event_id, sink, attempt)
    WHERE d.event_id = x.event_id AND d.sink = x.sink AND d.attempts = x.attempt AND d.status = 'pending'`;
 
-/** Parked (and with $4, skipped) deliveries back to pending: same row, same event id, same key. */
-export const requeue = (s: string) => /* sql */ `
-  UPDATE ${s}.deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL, updated_at = now()
-   WHERE d.status = ANY($4::text[])
-     AND ($1::text[] IS NULL OR d.event_id = ANY($1::text[]))
-     AND ($2::text IS NULL OR d.sink = $2)
-     AND ($3::text IS NULL OR d.code = $3)`;
-
 export const registerSink = (s: string) => /* sql */ `
   INSERT INTO ${s}.sinks (name, bit)
   SELECT $1, (SELECT coalesce(max(bit) + 1, 0) FROM ${s}.sinks)

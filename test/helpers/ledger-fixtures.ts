@@ -46,22 +46,45 @@ export type Decision = 'leave' | OutcomeDecision | ExceptionDecision;
  * Settles the log past `sink`'s cursors as `decide` says, in one flush; returns what was
  * written. Throws when a settled event would sit behind a left one of its shard.
  */
-export async function settleLog(ledger: Ledger, sink: string, decide: (entry: LogEntry) => Decision): Promise<LogFlush> {
+/**
+ * Everything of `sink` past its lowest cursor, read forward as the dispatcher reads it, with
+ * the horizon of the last read and the cursors it started from.
+ */
+export async function readPastCursors(ledger: Ledger, sink: string, page = 1_000): Promise<{ cursors: number[]; entries: LogEntry[]; horizon: number }> {
   const cursors = await ledger.cursors(sink);
   const entries: LogEntry[] = [];
   let from = Math.min(...cursors);
   let horizon = from;
   for (;;) {
-    const got = await ledger.readLog(sink, from, 1_000);
+    const got = await ledger.readLog(sink, from, page);
     entries.push(...got.entries);
     horizon = Math.max(horizon, got.horizon);
-    if (got.entries.length < 1_000) break;
+    if (got.entries.length < page) break;
     from = got.entries.at(-1)!.seq;
   }
+  return { cursors, entries: entries.filter((e) => e.seq > cursors[e.shard]!), horizon: Math.max(horizon, entries.at(-1)?.seq ?? 0) };
+}
+
+/** Each shard's cursor moves to just before its first unsettled event, else to the horizon: the moves, for `LogFlush.cursors`. */
+export function cursorMoves(cursors: readonly number[], firstUnsettled: ReadonlyMap<number, number>, horizon: number): LogFlush['cursors'] {
+  const moves: LogFlush['cursors'] = [];
+  cursors.forEach((seq, shard) => {
+    const u = firstUnsettled.get(shard);
+    const target = u === undefined ? horizon : u - 1;
+    if (target > seq) moves.push({ shard, seq: target });
+  });
+  return moves;
+}
+
+/**
+ * One flush of `sink` as `decide` settles the events past its cursors ('leave': not settled,
+ * its shard's cursor stops before it); returns what was flushed.
+ */
+export async function settleLog(ledger: Ledger, sink: string, decide: (entry: LogEntry) => Decision): Promise<LogFlush> {
+  const { cursors, entries, horizon } = await readPastCursors(ledger, sink);
   const flush: LogFlush = { sink, outcomes: [], exceptions: [], attempts: [], cursors: [] };
   const firstLeft = new Map<number, number>();
   for (const e of entries) {
-    if (e.seq <= cursors[e.shard]!) continue;
     const d = decide(e);
     if (d === 'leave') {
       if (!firstLeft.has(e.shard)) firstLeft.set(e.shard, e.seq);
@@ -77,10 +100,7 @@ export async function settleLog(ledger: Ledger, sink: string, decide: (entry: Lo
       flush.outcomes.push({ seq: e.seq, shard: e.shard, status: x.as, attempts: x.attempts ?? 1, info: x.info, result: x.result });
     }
   }
-  cursors.forEach((seq, shard) => {
-    const target = firstLeft.has(shard) ? firstLeft.get(shard)! - 1 : horizon;
-    if (target > seq) flush.cursors.push({ shard, seq: target });
-  });
+  flush.cursors = cursorMoves(cursors, firstLeft, horizon);
   await ledger.flushLog(flush);
   return flush;
 }

@@ -11,6 +11,7 @@ import { generateDemoKeys, writeDemoKeys, KEY_FILES } from '../../src/demo/keys.
 import { startAntchainSimulator } from '../../src/sandbox/antchain-simulator.js';
 import { startZhimaSimulator } from '../../src/sandbox/zhima-simulator.js';
 import { deepMerge, testConfig, writeConfig, type Simulators } from '../helpers/pipeline.js';
+import { cursorMoves, readPastCursors } from '../helpers/ledger-fixtures.js';
 
 export const PROJECT = 'demo-cinema';
 export const id = (order: string, code: string, refund?: string) => eventId(refund ? [PROJECT, order, code, refund] : [PROJECT, order, code]);
@@ -84,17 +85,7 @@ export type LogDecision =
  * quick ones does. Returns the events it sent, in order, and the rows it made.
  */
 export async function dispatchLog(ledger: Ledger, sink: string, decide: (entry: LogEntry) => LogDecision): Promise<{ sent: LogEntry[]; rows: LogEntry[] }> {
-  const cursors = await ledger.cursors(sink);
-  const entries: LogEntry[] = [];
-  let from = Math.min(...cursors);
-  let horizon = from;
-  for (;;) {
-    const got = await ledger.readLog(sink, from, 512);
-    entries.push(...got.entries);
-    horizon = Math.max(horizon, got.horizon);
-    if (got.entries.length < 512) break;
-    from = got.entries.at(-1)!.seq;
-  }
+  const { cursors, entries, horizon } = await readPastCursors(ledger, sink, 512);
   const flush: LogFlush = { sink, outcomes: [], exceptions: [], attempts: [], cursors: [] };
   const sent: LogEntry[] = [];
   const blocked = new Set<string>();
@@ -102,7 +93,6 @@ export async function dispatchLog(ledger: Ledger, sink: string, decide: (entry: 
   const firstUnsettled = new Map<number, number>();
   const info = (e: LogEntry, httpStatus: number): AttemptInfo => ({ requestId: `req-${sink}-${e.eventId.slice(0, 6)}`, httpStatus, durationMs: 3 });
   for (const e of entries) {
-    if (e.seq <= cursors[e.shard]!) continue;
     if (inFlight.has(e.orderKey)) {
       // Waits in memory behind its order's event in flight: not settled, the cursor stays before it.
       if (!firstUnsettled.has(e.shard)) firstUnsettled.set(e.shard, e.seq);
@@ -127,12 +117,7 @@ export async function dispatchLog(ledger: Ledger, sink: string, decide: (entry: 
       blocked.add(e.orderKey);
     }
   }
-  const readPos = Math.max(horizon, entries.at(-1)?.seq ?? 0);
-  cursors.forEach((seq, shard) => {
-    const u = firstUnsettled.get(shard);
-    const target = u === undefined ? readPos : u - 1;
-    if (target > seq) flush.cursors.push({ shard, seq: target });
-  });
+  flush.cursors = cursorMoves(cursors, firstUnsettled, horizon);
   await ledger.flushLog(flush);
   return { sent, rows: flush.exceptions.map((x) => x.entry) };
 }
