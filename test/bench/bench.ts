@@ -105,7 +105,7 @@ export function defaultOptions(events = 200_000): BenchOptions {
     cpuProf: false,
     phases: new Set(PHASES),
     // As the Dockerfile runs it (NODE_OPTIONS there).
-    connectorNodeArgs: ['--max-semi-space-size=4'],
+    connectorNodeArgs: ['--max-semi-space-size=4', '--max-old-space-size=512'],
     statements: false,
     explain: false,
     connectorOverrides: {},

@@ -45,7 +45,7 @@ if (values.help) {
   --connector-config J  JSON deep-merged over every connector config, e.g. '{"source":{"maxBatchChanges":1000}}'
   --pg-settings J       JSON of extra postgres -c settings, e.g. '{"autovacuum_naptime":"1s"}'
   --phases a,b          run only these of ${PHASES.join(', ')} (rsa always; decode with ingest)
---connector-node-args A  node flags for the connector (default --max-semi-space-size=4, as the Dockerfile; 'none' for none)
+--connector-node-args A  node flags for the connector (default --max-semi-space-size=4 --max-old-space-size=512, as the Dockerfile; 'none' for none)
   --statements          load pg_stat_statements and print each phase's costliest statements
   --explain             print EXPLAIN ANALYZE plans (generic, as the connector runs them) of the ledger's append, read_log and flush_log on the backlog
   --cpu-prof            profile the connector (node --cpu-prof) and print where its time went
