@@ -9,7 +9,9 @@ import type { LiveProbe } from './probe.js';
  *
  * Counters and the latency histogram are fed by the app's hooks as things happen; the gauges
  * (backlog, parked, slot lag, paused, connected) are read from the ledger, the source
- * database and the live app at scrape time, through a snapshot shared by one scrape.
+ * database and the live app at scrape time, through a snapshot shared by one scrape. The
+ * Kafka lag gauges are the exception: the source refreshes them in the background and the
+ * scrape reads its cache.
  */
 export interface Metrics {
   registry: Registry;
@@ -181,6 +183,37 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
   });
   gauge('order_relay_slot_active', '1 when the replication slot has a connected consumer.', ['source', 'slot'], (g, s) => {
     for (const sl of s.slots) if (sl.exists) g.set({ source: sl.source, slot: sl.slot }, sl.active ? 1 : 0);
+  });
+
+  // Kafka lag: figures the source refreshes in the background (kafka.lagInterval), read from
+  // its cache here: a scrape never waits for the brokers. A failed refresh keeps the last
+  // figures; the age says how old they are.
+  new Gauge({
+    name: 'order_relay_kafka_consumer_lag',
+    help: 'Records per Kafka partition not yet in the ledger: the partition\'s end offset (high watermark) minus the ledger\'s next offset, as of the last refresh (see order_relay_kafka_lag_age_seconds). Every instance of a group reports every partition.',
+    labelNames: ['source', 'topic', 'partition'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const src of probe?.live().sources ?? []) {
+        for (const p of src.kafkaLag?.partitions ?? []) this.set({ source: src.id, topic: p.topic, partition: String(p.partition) }, p.lag);
+      }
+    },
+  });
+  new Gauge({
+    name: 'order_relay_kafka_lag_age_seconds',
+    help: 'Seconds since the Kafka lag figures of a topic were last refreshed (since the source started, when never); grows while the brokers cannot be asked.',
+    labelNames: ['source', 'topic'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const now = Date.now();
+      for (const src of probe?.live().sources ?? []) {
+        const lag = src.kafkaLag;
+        if (!lag) continue;
+        for (const t of lag.topics) this.set({ source: src.id, topic: t.topic }, Math.max(0, now - (t.refreshedAt ?? lag.startedAt)) / 1000);
+      }
+    },
   });
 
   // A counter whose value lives in the source (health().reconnects): exported as a counter.

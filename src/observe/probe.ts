@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { KafkaLag } from '../../connectors/sources/kafka/index.js';
 import { formatLsn } from '../../connectors/sources/postgres/lsn.js';
 import { sourceUrl, type App } from '../app.js';
 import type { Config } from '../config/schema.js';
@@ -8,7 +9,7 @@ import { parkedInputCount, sinkFigures, slotFigures, type SinkFigures, type Slot
 /** What the running process knows that the ledger does not: pause state, connections. */
 export interface LiveState {
   sinks: SinkState[];
-  sources: Array<{ id: string; connected: boolean; reconnects: number; lastError?: string; committed?: string }>;
+  sources: Array<{ id: string; connected: boolean; reconnects: number; lastError?: string; committed?: string; kafkaLag?: KafkaLag }>;
 }
 
 export interface Snapshot {
@@ -51,12 +52,15 @@ export function createProbe(config: Config, app: App): LiveProbe {
       sources: app.sources.map(({ source }) => {
         const h = source.health();
         const committed = (source as { state?: { committed?: bigint } }).state?.committed;
+        // A Kafka source's lag figures, cached by its background refresh: no broker call here.
+        const kafkaLag = (source as { lag?: () => KafkaLag | undefined }).lag?.();
         return {
           id: source.id,
           connected: h.connected,
           reconnects: h.reconnects,
           ...(h.lastError ? { lastError: h.lastError } : {}),
           ...(typeof committed === 'bigint' && committed > 0n ? { committed: formatLsn(committed) } : {}),
+          ...(kafkaLag ? { kafkaLag } : {}),
         };
       }),
     };

@@ -78,7 +78,7 @@ describe('deploy files', () => {
   it('every metric the alert rules use is served, and promtool accepts the rules', async () => {
     const text = readFileSync(ALERTS, 'utf8');
     const used = new Set(metricNames(text));
-    for (const want of ['order_relay_source_connected', 'order_relay_slot_retained_bytes', 'order_relay_slot_lag_bytes', 'order_relay_sink_paused', 'order_relay_parked', 'order_relay_oldest_pending_seconds']) {
+    for (const want of ['order_relay_source_connected', 'order_relay_slot_retained_bytes', 'order_relay_slot_lag_bytes', 'order_relay_sink_paused', 'order_relay_parked', 'order_relay_oldest_pending_seconds', 'order_relay_kafka_consumer_lag', 'order_relay_kafka_lag_age_seconds']) {
       expect(used).toContain(want);
     }
     expect([...used].filter((n) => !served(n))).toEqual([]);

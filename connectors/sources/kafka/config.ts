@@ -107,6 +107,11 @@ export const kafkaSourceSchema = z
     connectionTimeout: duration().default(3_000),
     /** Records per ledger transaction; a larger fetch is committed in slices of this size. */
     maxBatchRecords: z.number().int().min(1).max(100_000).default(2_000),
+    /**
+     * How often the consumer lag per partition (order_relay_kafka_consumer_lag) is refreshed
+     * from the brokers' end offsets and the ledger's positions, in the background.
+     */
+    lagInterval: duration().default(15_000),
     topics: z.array(kafkaTopicSchema).min(1),
   })
   .superRefine((config, ctx) => {
