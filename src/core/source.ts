@@ -73,4 +73,9 @@ export interface SourceHealth {
   connected: boolean;
   lastError?: string;
   reconnects: number;
+  /**
+   * Where several instances share a source that only one may read (a Postgres slot): owner
+   * (this one reads it) or standby (another does; this one takes over when it goes).
+   */
+  role?: 'owner' | 'standby';
 }

@@ -18,6 +18,11 @@ export const postgresSourceSchema = z.strictObject({
   /** Send a standby status update at least this often. */
   statusInterval: duration().default(10_000),
   reconnect: backoffShape(500, 30_000),
+  /**
+   * A standby (another instance holds the slot's lock) asks for the lock this often: the
+   * longest it waits to take over once the owner's session has ended.
+   */
+  standbyPoll: duration().default(1_000),
   /** Changes per ledger transaction; a larger source transaction is fed in slices of this size. */
   maxBatchChanges: z.number().int().min(1).max(100_000).default(500),
   /** Bytes of decoded changes buffered before the socket is paused. */

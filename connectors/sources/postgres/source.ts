@@ -7,6 +7,7 @@ import { SlotInUseError, classifyReplicationError, isPermanent } from './errors.
 import { formatLsn, parseLsn } from './lsn.js';
 import { ReplicationSession, type StreamState } from './session.js';
 import { ensurePublicationAndSlot } from './setup.js';
+import { acquireSlot, type SlotOwnership } from './ownership.js';
 
 export interface PostgresSourceDeps {
   logger: Logger;
@@ -29,8 +30,10 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
   const id = deps.id ?? 'postgres';
   const log = deps.logger.child({ component: 'source', source: id, slot: config.slot });
   const state: StreamState = { committed: 0n, acked: 0n, connected: false };
-  const health: SourceHealth = { connected: false, reconnects: 0 };
+  const health: SourceHealth = { connected: false, reconnects: 0, role: 'standby' };
   let session: ReplicationSession | null = null;
+  // The slot's lock (see ownership.ts): held while this instance streams, or may stream.
+  let ownership: SlotOwnership | null = null;
 
   async function setup(resumed: boolean): Promise<void> {
     const client = new pg.Client({ connectionString: deps.url, application_name: 'order-relay-setup' });
@@ -62,59 +65,106 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
     if (stored) state.committed = state.acked = parseLsn(stored.position);
     let backoff = config.reconnect.initialBackoff;
     let first = true;
-    while (!signal.aborted) {
-      const startedAt = Date.now();
-      let pipelineError: unknown;
-      try {
-        if (first || !health.connected) await setup(stored !== undefined);
-        first = false;
-        session = new ReplicationSession(
-          {
-            url: deps.url,
-            slot: config.slot,
-            publication: config.publication,
-            maxBatchChanges: config.maxBatchChanges,
-            maxBufferBytes: config.maxBufferBytes,
-            statusIntervalMs: config.statusInterval,
-            heartbeatMs: config.heartbeat === 'off' ? undefined : config.heartbeat,
-          },
-          state,
-          async (batch) => {
-            try {
-              await handle(batch);
-            } catch (err) {
-              pipelineError = err;
-              throw err;
-            }
-          },
-          log,
-        );
-        health.connected = true;
-        log.info({ from: formatLsn(state.committed) }, 'streaming');
-        await session.run(signal);
-        if (signal.aborted) break;
-        throw new Error('replication stream ended');
-      } catch (err) {
-        health.connected = false;
-        session = null;
-        if (signal.aborted) break;
-        report(err, pipelineError, backoff);
+    // The stream of this attempt: what a lost slot lock stops.
+    let current: AbortController | null = null;
+    try {
+      while (!signal.aborted) {
+        if (!ownership) {
+          const mine = await acquireSlot(deps.url, config.slot, signal, log, {
+            pollMs: config.standbyPoll,
+            onStandby: (owner) => {
+              health.role = 'standby';
+              log.info({ owner }, 'standby: another instance streams the slot; taking over when it goes');
+            },
+          });
+          if (!mine) break;
+          ownership = mine;
+          health.role = 'owner';
+          backoff = config.reconnect.initialBackoff;
+          log.info('slot lock held: this instance streams the slot');
+          // Losing the lock's connection stops the stream and every acknowledgement at once:
+          // another instance may be streaming the slot a moment later.
+          void mine.lost.then((err) => {
+            if (ownership !== mine) return;
+            ownership = null;
+            session = null;
+            health.role = 'standby';
+            health.connected = false;
+            log.error({ err: String(err) }, 'lost the slot lock: stopped streaming and acknowledging; standing by');
+            current?.abort();
+          });
+        }
+        const stream = new AbortController();
+        current = stream;
+        const stopStream = () => stream.abort();
+        signal.addEventListener('abort', stopStream, { once: true });
+        const startedAt = Date.now();
+        let pipelineError: unknown;
+        let slotBusy = false;
+        try {
+          if (first || !health.connected) await setup(stored !== undefined);
+          first = false;
+          if (stream.signal.aborted) continue;
+          session = new ReplicationSession(
+            {
+              url: deps.url,
+              slot: config.slot,
+              publication: config.publication,
+              maxBatchChanges: config.maxBatchChanges,
+              maxBufferBytes: config.maxBufferBytes,
+              statusIntervalMs: config.statusInterval,
+              heartbeatMs: config.heartbeat === 'off' ? undefined : config.heartbeat,
+            },
+            state,
+            async (batch) => {
+              try {
+                await handle(batch);
+              } catch (err) {
+                pipelineError = err;
+                throw err;
+              }
+            },
+            log,
+          );
+          health.connected = true;
+          log.info({ from: formatLsn(state.committed) }, 'streaming');
+          await session.run(stream.signal);
+          if (signal.aborted) break;
+          if (stream.signal.aborted) continue;
+          throw new Error('replication stream ended');
+        } catch (err) {
+          health.connected = false;
+          session = null;
+          if (signal.aborted) break;
+          if (stream.signal.aborted) continue;
+          slotBusy = report(err, pipelineError, backoff);
+        } finally {
+          signal.removeEventListener('abort', stopStream);
+        }
+        if (Date.now() - startedAt > 60_000) backoff = config.reconnect.initialBackoff;
+        health.reconnects++;
+        // Holding the lock, a slot still active is the previous owner's walsender, about to
+        // notice its client is gone: try again soon rather than back off.
+        const wait = slotBusy ? Math.min(backoff, 250) : backoff;
+        await sleep(wait * (0.75 + Math.random() * 0.5), signal);
+        if (!slotBusy) backoff = Math.min(backoff * 2, config.reconnect.maxBackoff);
       }
-      if (Date.now() - startedAt > 60_000) backoff = config.reconnect.initialBackoff;
-      health.reconnects++;
-      await sleep(backoff * (0.75 + Math.random() * 0.5), signal);
-      backoff = Math.min(backoff * 2, config.reconnect.maxBackoff);
+    } finally {
+      const mine = ownership;
+      ownership = null;
+      health.role = 'standby';
+      await mine?.release();
     }
   }
 
-  /** Logs why the stream stopped; throws when retrying cannot help. */
-  function report(err: unknown, pipelineError: unknown, backoff: number): void {
+  /** Logs why the stream stopped; throws when retrying cannot help. True: the slot is in use. */
+  function report(err: unknown, pipelineError: unknown, backoff: number): boolean {
     if (pipelineError !== undefined) {
       // Storing a batch failed (the ledger is down, or restarting). The write is one
       // statement, so nothing half-done remains; whatever did commit dedupes by event id.
       health.lastError = `storing changes failed: ${String(pipelineError)}`;
       log.error({ err: String(pipelineError), retryInMs: backoff }, 'storing a batch failed; re-reading from the last committed position');
-      return;
+      return false;
     }
     const failure = classifyReplicationError(err, config.slot, roleOf(deps.url));
     health.lastError = failure.message;
@@ -122,8 +172,12 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
       log.error({ err: failure.message }, 'stopping: retrying cannot fix this');
       throw failure;
     }
-    if (failure instanceof SlotInUseError) log.warn({ err: failure.message }, 'standby: slot in use');
-    else log.warn({ err: failure.message, retryInMs: backoff }, 'replication connection lost; reconnecting');
+    if (failure instanceof SlotInUseError) {
+      log.warn({ err: failure.message }, 'slot still in use (its previous walsender has not ended yet); trying again');
+      return true;
+    }
+    log.warn({ err: failure.message, retryInMs: backoff }, 'replication connection lost; reconnecting');
+    return false;
   }
 
   return {
@@ -135,7 +189,8 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
       if (!cp) return;
       const lsn = parseLsn(cp.position);
       if (lsn > state.committed) state.committed = lsn;
-      session?.ack(lsn);
+      // Without the slot's lock, nothing is acknowledged: another instance may own the slot.
+      if (ownership) session?.ack(lsn);
     },
     health: () => ({ ...health, connected: health.connected && state.connected }),
   };

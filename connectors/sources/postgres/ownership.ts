@@ -1,0 +1,86 @@
+import { hostname } from 'node:os';
+import pg from 'pg';
+import { sleep } from '../../../src/core/sleep.js';
+import type { Logger } from '../../../src/log.js';
+
+/**
+ * Which instance streams a slot: the one holding a session advisory lock on the slot's
+ * name, on a connection of its own to the source database. The others wait as hot
+ * standbys and try again every `pollMs`; the lock goes with its session, so a killed
+ * process, a lost host or a terminated backend (`pg_terminate_backend`) frees it at once.
+ *
+ * The slot's own `active` flag is not enough: it is free for a moment between a walsender
+ * ending and the next one starting, and says nothing to an instance that is not streaming.
+ */
+export const SLOT_LOCK_APP = 'order-relay-slot-owner';
+
+/** The two keys of the lock (`pg_try_advisory_lock(int, int)`), in SQL. */
+export const slotLockKeys = `hashtext('order-relay:slot'), hashtext($1::text)`;
+
+export interface SlotOwnership {
+  /** Settles when the lock's connection fails: the slot is no longer ours. */
+  lost: Promise<Error>;
+  release(): Promise<void>;
+}
+
+/** This process as other instances and `status` see it: host and pid. */
+export const instanceName = () => `${hostname()}:${process.pid}`;
+
+/**
+ * Waits until this process holds the slot's lock (or `signal` aborts: null). `onStandby`
+ * is called once per wait, when the first try finds the lock held by another instance.
+ */
+export async function acquireSlot(
+  url: string,
+  slot: string,
+  signal: AbortSignal,
+  log: Logger,
+  options: { pollMs: number; onStandby?: (owner: string | undefined) => void },
+): Promise<SlotOwnership | null> {
+  let announced = false;
+  while (!signal.aborted) {
+    const client = new pg.Client({ connectionString: url, application_name: `${SLOT_LOCK_APP} ${instanceName()}`.slice(0, 63) });
+    let lostWith: ((err: Error) => void) | undefined;
+    const lost = new Promise<Error>((resolve) => (lostWith = resolve));
+    client.on('error', (err) => lostWith!(err));
+    client.on('end', () => lostWith!(new Error('the slot lock connection ended')));
+    let held = false;
+    try {
+      await client.connect();
+      const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${slotLockKeys}) AS ok`, [slot]);
+      held = rows[0]!.ok;
+      if (held) {
+        return {
+          lost,
+          async release() {
+            await client.query(`SELECT pg_advisory_unlock(${slotLockKeys})`, [slot]).catch(() => {});
+            await client.end().catch(() => {});
+          },
+        };
+      }
+      if (!announced) {
+        announced = true;
+        options.onStandby?.(await slotOwner(client, slot).catch(() => undefined));
+      }
+    } catch (err) {
+      log.debug({ err: String(err) }, 'slot lock: cannot ask yet');
+    } finally {
+      if (!held) await client.end().catch(() => {});
+    }
+    await sleep(options.pollMs, signal);
+  }
+  return null;
+}
+
+/** The instance holding the slot's lock (its connection's application_name), if any. */
+export async function slotOwner(db: pg.ClientBase | pg.Pool, slot: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ app: string }>(
+    `SELECT a.application_name AS app
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.classid::int = hashtext('order-relay:slot') AND l.objid::int = hashtext($1::text) AND l.objsubid = 2`,
+    [slot],
+  );
+  const app = rows[0]?.app;
+  return app?.startsWith(`${SLOT_LOCK_APP} `) ? app.slice(SLOT_LOCK_APP.length + 1) : app;
+}
