@@ -1,6 +1,7 @@
 import { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { clientConfig } from '../../connectors/sources/kafka/index.js';
+import { slotOwner } from '../../connectors/sources/postgres/ownership.js';
 import { ledgerUrl, sourceUrl } from '../app.js';
 import { parseListen } from '../admin/server.js';
 import type { Config } from '../config/schema.js';
@@ -86,6 +87,7 @@ export async function collectStatus(config: Config, options: { errors?: number; 
       const slot = await slotFigures(source, config.source.slot).catch((err: unknown) => {
         throw new Error(`source database: ${err instanceof Error ? err.message : String(err)}`);
       });
+      slot.owner = (await slotOwner(source, config.source.slot).catch(() => undefined)) ?? null;
       const cp = checkpoints.find((c) => c.source === 'postgres' && c.stream === 'slot');
       const liveSource = live?.sources.find((s) => s.id === 'postgres');
       sources.push({ id: 'postgres', kind: 'postgres', ...slot, checkpoint: cp?.position ?? null, connected: liveSource ? liveSource.connected : null });
@@ -259,11 +261,12 @@ export function renderStatus(r: StatusReport): string {
   if (pg.length) {
     out.push(
       table(
-        ['SOURCE', 'SLOT', 'ACTIVE', 'CONFIRMED LSN', 'LAG', 'RETAINED WAL', 'WAL STATUS', 'LEDGER CHECKPOINT'],
+        ['SOURCE', 'SLOT', 'ACTIVE', 'OWNER', 'CONFIRMED LSN', 'LAG', 'RETAINED WAL', 'WAL STATUS', 'LEDGER CHECKPOINT'],
         pg.map((s) => [
           s.id,
           s.exists ? s.slot : `${s.slot} (MISSING)`,
           s.exists ? (s.active ? 'yes' : 'no') : '-',
+          s.owner ?? '(none)',
           s.confirmedLsn,
           bytes(s.lagBytes),
           bytes(s.retainedBytes),

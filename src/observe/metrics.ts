@@ -181,6 +181,9 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
   gauge('order_relay_slot_retained_bytes', 'WAL bytes the replication slot keeps on the source server\'s disk.', ['source', 'slot'], (g, s) => {
     for (const sl of s.slots) if (sl.retainedBytes != null) g.set({ source: sl.source, slot: sl.slot }, sl.retainedBytes);
   });
+  gauge('order_relay_slot_owner', '1 while this instance holds the slot\'s lock and streams it, 0 while it stands by (another instance streams it).', ['source'], (g, s) => {
+    for (const src of s.live.sources) if (src.role) g.set({ source: src.id }, src.role === 'owner' ? 1 : 0);
+  });
   gauge('order_relay_slot_active', '1 when the replication slot has a connected consumer.', ['source', 'slot'], (g, s) => {
     for (const sl of s.slots) if (sl.exists) g.set({ source: sl.source, slot: sl.slot }, sl.active ? 1 : 0);
   });

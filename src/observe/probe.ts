@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { KafkaLag } from '../../connectors/sources/kafka/index.js';
 import { formatLsn } from '../../connectors/sources/postgres/lsn.js';
+import { slotOwner } from '../../connectors/sources/postgres/ownership.js';
 import { sourceUrl, type App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import type { SinkState } from '../dispatch/sink-worker.js';
@@ -9,7 +10,7 @@ import { parkedInputCount, sinkFigures, slotFigures, type SinkFigures, type Slot
 /** What the running process knows that the ledger does not: pause state, connections. */
 export interface LiveState {
   sinks: SinkState[];
-  sources: Array<{ id: string; connected: boolean; reconnects: number; lastError?: string; committed?: string; kafkaLag?: KafkaLag }>;
+  sources: Array<{ id: string; connected: boolean; role?: 'owner' | 'standby'; reconnects: number; lastError?: string; committed?: string; kafkaLag?: KafkaLag }>;
 }
 
 export interface Snapshot {
@@ -23,7 +24,7 @@ export interface Snapshot {
 
 export interface Readiness {
   ready: boolean;
-  checks: Array<{ name: string; ok: boolean; detail: string }>;
+  checks: Array<{ name: string; ok: boolean; detail: string; role?: 'owner' | 'standby' }>;
 }
 
 export interface LiveProbe {
@@ -57,6 +58,7 @@ export function createProbe(config: Config, app: App): LiveProbe {
         return {
           id: source.id,
           connected: h.connected,
+          ...(h.role ? { role: h.role } : {}),
           reconnects: h.reconnects,
           ...(h.lastError ? { lastError: h.lastError } : {}),
           ...(typeof committed === 'bigint' && committed > 0n ? { committed: formatLsn(committed) } : {}),
@@ -76,7 +78,9 @@ export function createProbe(config: Config, app: App): LiveProbe {
     }
     if (config.source && slotPool) {
       try {
-        out.slots.push({ ...(await withTimeout(slotFigures(slotPool, config.source.slot))), source: 'postgres' });
+        const figures = await withTimeout(slotFigures(slotPool, config.source.slot));
+        const owner = await withTimeout(slotOwner(slotPool, config.source.slot)).catch(() => undefined);
+        out.slots.push({ ...figures, owner: owner ?? null, source: 'postgres' });
       } catch (err) {
         out.slots.push({ slot: config.source.slot, exists: false, source: 'postgres', error: errorText(err) });
       }
@@ -94,10 +98,17 @@ export function createProbe(config: Config, app: App): LiveProbe {
     }
     const state = live();
     for (const src of state.sources) {
+      // A standby is ready: it is what takes over (its role says so), not a failure.
+      const standby = src.role === 'standby' && !src.lastError;
       checks.push({
         name: `source:${src.id}`,
-        ok: src.connected,
-        detail: src.connected ? 'streaming' : `not connected${src.lastError ? `: ${src.lastError}` : ''} (reconnects: ${src.reconnects})`,
+        ok: src.connected || standby,
+        ...(src.role ? { role: src.role } : {}),
+        detail: src.connected
+          ? 'streaming'
+          : standby
+            ? 'standby: another instance streams the slot; this one takes over when it goes'
+            : `not connected${src.lastError ? `: ${src.lastError}` : ''} (reconnects: ${src.reconnects})`,
       });
     }
     // DESIGN: a paused sink must be loud in readiness.

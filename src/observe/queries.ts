@@ -119,6 +119,8 @@ export interface SlotFigures {
   retainedBytes?: number | null;
   /** reserved | extended | unreserved | lost (lost: the slot is unusable; re-create and backfill). */
   walStatus?: string | null;
+  /** The instance (host:pid) holding the slot's lock, the one that streams it; null: none. */
+  owner?: string | null;
 }
 
 export async function slotFigures(db: Queryable, slot: string): Promise<SlotFigures> {

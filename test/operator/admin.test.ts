@@ -69,7 +69,7 @@ describe('admin listener', () => {
       ready: true,
       checks: [
         { name: 'ledger', ok: true, detail: 'reachable' },
-        { name: 'source:postgres', ok: true, detail: 'streaming' },
+        { name: 'source:postgres', ok: true, role: 'owner', detail: 'streaming' },
         { name: 'sink:antchain', ok: true, detail: 'delivering' },
         { name: 'sink:zhima', ok: true, detail: 'delivering' },
       ],

@@ -88,7 +88,7 @@ describe('order-relay status', () => {
     const text = renderStatus(await collectStatus(config));
     expect(text).toMatch(/^SINK\s+STATE\s+BACKLOG\s+OLDEST PENDING\s+RETRYING\s+PARKED\s+BLOCKED\s+DELIVERED 1m\s+DELIVERED$/m);
     expect(text).toMatch(/^antchain\s+\?\s+3\s+9\ds\s+1\s+1\s+1\s+1\s+2$/m);
-    expect(text).toMatch(new RegExp(`^postgres\\s+${config.source!.slot}\\s+no\\s+\\d+/[0-9A-F]+\\s+`, 'm'));
+    expect(text).toMatch(new RegExp(`^postgres\\s+${config.source!.slot}\\s+no\\s+\\(none\\)\\s+\\d+/[0-9A-F]+\\s+`, 'm'));
     expect(text).toContain('parked inputs: 2');
     expect(text).toContain(`req-antchain-${seeded.C.slice(0, 6)}`);
   });

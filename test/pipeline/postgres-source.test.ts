@@ -139,7 +139,7 @@ describe('Postgres source', () => {
     await s.stop();
   });
 
-  it('reports a slot held by another connection as "in use" and takes over when it is released', async () => {
+  it('stands by while another instance holds the slot, and takes over when it is released', async () => {
     const a = startSource({}, ['public.items']);
     await a.ready();
     const config = postgresSourceSchema.parse({ kind: 'postgres', slot: a.config.slot, publication: a.config.publication, heartbeat: 'off', reconnect: { initialBackoff: '50ms', maxBackoff: '100ms' } });
@@ -147,8 +147,9 @@ describe('Postgres source', () => {
     const seen: SourceChange[] = [];
     const stopB = new AbortController();
     const runningB = b.run(async (batch) => { seen.push(...batch.changes); b.acknowledge(batch.checkpoints); }, [], stopB.signal);
-    await waitFor(() => /in use/.test(b.health().lastError ?? ''), 'standby to report the slot in use');
+    await waitFor(() => b.health().role === 'standby', 'standby to stand by');
     expect(b.health().connected).toBe(false);
+    expect(a.source.health().role).toBe('owner');
     await a.stop();
     await waitFor(() => b.health().connected, 'standby to take over');
     await db.pool.query(`INSERT INTO items (order_no, status) VALUES ('h1', 'NEW')`);

@@ -1,7 +1,8 @@
+import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { slotOwner } from '../../connectors/sources/postgres/ownership.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { createOrderTables, spawnConnector, startSimulators, testConfig, writeConfig, type Connector, type Simulators } from '../helpers/pipeline.js';
+import { createOrderTables, deepMerge, spawnConnector, startSimulators, testConfig, writeConfig, type Connector, type Simulators } from '../helpers/pipeline.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -26,13 +27,27 @@ afterAll(async () => {
   await db?.drop();
 });
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 const PAID = (no: string) =>
   `INSERT INTO orders (order_no, status, buyer_phone, alipay_user_id, movie_id, cinema_id, cinema_name, schedule_id, seat_ids, show_start, ticket_count, original_amount, paid_amount)
    VALUES ('${no}', 'PAID', '13800138000', '2088000000000042', 'm', 1, 'C', 'S', '1', '2026-12-01 10:00:00', 1, '10.00', '9.00')`;
 
 describe('slot ownership: one instance streams, a standby takes over', () => {
   it('the standby streams within seconds of the owner being killed, and after its lock connection is terminated nothing is lost or doubled', async ({ onTestFailed }) => {
-    const { path, config } = writeConfig(testConfig(db.url, sims, { source: { standbyPoll: '200ms' }, log: { level: 'info' } }), sims.env);
+    const base = testConfig(db.url, sims, { source: { standbyPoll: '200ms' }, log: { level: 'info' } });
+    const [portA, portB] = [await freePort(), await freePort()];
+    const { path, config } = writeConfig(deepMerge(base, { admin: { listen: `127.0.0.1:${portA}` } }), sims.env);
+    const { path: pathB } = writeConfig(deepMerge(base, { admin: { listen: `127.0.0.1:${portB}` } }), sims.env);
     const slot = (config.source as { slot: string }).slot;
     const a = spawnConnector(path, sims.env);
     connectors.push(a);
@@ -40,9 +55,19 @@ describe('slot ownership: one instance streams, a standby takes over', () => {
     const owner = async () => slotOwner(db.pool, slot);
     const pidOf = (c: Connector) => c.child.pid!;
     await waitFor(async () => (await owner())?.endsWith(`:${pidOf(a)}`), 'the first instance to hold the slot lock', 60_000);
-    const b = spawnConnector(path, sims.env);
+    const b = spawnConnector(pathB, sims.env);
     connectors.push(b);
     await waitFor(() => /standby: another instance streams the slot/.test(b.output()), 'the second instance to stand by', 60_000);
+    // A standby is ready (200) and says it is one; the owner's metrics say it owns the slot.
+    const readyB = await waitFor(async () => {
+      const r = await fetch(`http://127.0.0.1:${portB}/readyz`).catch(() => undefined);
+      return r ? { status: r.status, body: (await r.json()) as { checks: Array<{ name: string; ok: boolean; role?: string; detail: string }> } } : undefined;
+    }, 'the standby\'s /readyz', 30_000);
+    expect(readyB.status).toBe(200);
+    expect(readyB.body.checks.find((c) => c.name === 'source:postgres')).toMatchObject({ ok: true, role: 'standby', detail: expect.stringContaining('standby') });
+    const metric = async (port: number) => (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).match(/^order_relay_slot_owner\{source="postgres"\} (\d)$/m)?.[1];
+    expect(await metric(portA)).toBe('1');
+    expect(await metric(portB)).toBe('0');
 
     let n = 0;
     const insert = async (k: number) => {
@@ -65,6 +90,7 @@ describe('slot ownership: one instance streams, a standby takes over', () => {
     );
     const failoverMs = Date.now() - killedAt;
     expect(failoverMs).toBeLessThan(5_000);
+    await waitFor(async () => (await metric(portB)) === '1', 'the new owner\'s order_relay_slot_owner', 10_000);
     await insert(10);
     await waitFor(() => sims.antchain.stats().effects === 40 && sims.zhima.stats().effects === 40, 'all 40 orders delivered after the failover', 60_000);
 

@@ -1,7 +1,5 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { sleep } from '../../../src/core/sleep.js';
-import type { Logger } from '../../../src/log.js';
 
 /**
  * Which instance streams a slot: the one holding a session advisory lock on the slot's
@@ -27,49 +25,31 @@ export interface SlotOwnership {
 export const instanceName = () => `${hostname()}:${process.pid}`;
 
 /**
- * Waits until this process holds the slot's lock (or `signal` aborts: null). `onStandby`
- * is called once per wait, when the first try finds the lock held by another instance.
+ * One try for the slot's lock: this process's ownership, or who holds it (`standby`). A
+ * connection that fails rejects, for the caller to classify and retry as any other.
  */
-export async function acquireSlot(
-  url: string,
-  slot: string,
-  signal: AbortSignal,
-  log: Logger,
-  options: { pollMs: number; onStandby?: (owner: string | undefined) => void },
-): Promise<SlotOwnership | null> {
-  let announced = false;
-  while (!signal.aborted) {
-    const client = new pg.Client({ connectionString: url, application_name: `${SLOT_LOCK_APP} ${instanceName()}`.slice(0, 63) });
-    let lostWith: ((err: Error) => void) | undefined;
-    const lost = new Promise<Error>((resolve) => (lostWith = resolve));
-    client.on('error', (err) => lostWith!(err));
-    client.on('end', () => lostWith!(new Error('the slot lock connection ended')));
-    let held = false;
-    try {
-      await client.connect();
-      const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${slotLockKeys}) AS ok`, [slot]);
-      held = rows[0]!.ok;
-      if (held) {
-        return {
-          lost,
-          async release() {
-            await client.query(`SELECT pg_advisory_unlock(${slotLockKeys})`, [slot]).catch(() => {});
-            await client.end().catch(() => {});
-          },
-        };
-      }
-      if (!announced) {
-        announced = true;
-        options.onStandby?.(await slotOwner(client, slot).catch(() => undefined));
-      }
-    } catch (err) {
-      log.debug({ err: String(err) }, 'slot lock: cannot ask yet');
-    } finally {
-      if (!held) await client.end().catch(() => {});
-    }
-    await sleep(options.pollMs, signal);
+export async function trySlot(url: string, slot: string): Promise<SlotOwnership | { standby: true; owner: string | undefined }> {
+  const client = new pg.Client({ connectionString: url, application_name: `${SLOT_LOCK_APP} ${instanceName()}`.slice(0, 63) });
+  let lostWith: ((err: Error) => void) | undefined;
+  const lost = new Promise<Error>((resolve) => (lostWith = resolve));
+  client.on('error', (err) => lostWith!(err));
+  client.on('end', () => lostWith!(new Error('the slot lock connection ended')));
+  let held = false;
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${slotLockKeys}) AS ok`, [slot]);
+    held = rows[0]!.ok;
+    if (!held) return { standby: true, owner: await slotOwner(client, slot).catch(() => undefined) };
+    return {
+      lost,
+      async release() {
+        await client.query(`SELECT pg_advisory_unlock(${slotLockKeys})`, [slot]).catch(() => {});
+        await client.end().catch(() => {});
+      },
+    };
+  } finally {
+    if (!held) await client.end().catch(() => {});
   }
-  return null;
 }
 
 /** The instance holding the slot's lock (its connection's application_name), if any. */

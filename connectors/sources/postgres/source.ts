@@ -7,7 +7,7 @@ import { SlotInUseError, classifyReplicationError, isPermanent } from './errors.
 import { formatLsn, parseLsn } from './lsn.js';
 import { ReplicationSession, type StreamState } from './session.js';
 import { ensurePublicationAndSlot } from './setup.js';
-import { acquireSlot, type SlotOwnership } from './ownership.js';
+import { trySlot, type SlotOwnership } from './ownership.js';
 
 export interface PostgresSourceDeps {
   logger: Logger;
@@ -30,7 +30,7 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
   const id = deps.id ?? 'postgres';
   const log = deps.logger.child({ component: 'source', source: id, slot: config.slot });
   const state: StreamState = { committed: 0n, acked: 0n, connected: false };
-  const health: SourceHealth = { connected: false, reconnects: 0, role: 'standby' };
+  const health: SourceHealth = { connected: false, reconnects: 0 };
   let session: ReplicationSession | null = null;
   // The slot's lock (see ownership.ts): held while this instance streams, or may stream.
   let ownership: SlotOwnership | null = null;
@@ -70,14 +70,26 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
     try {
       while (!signal.aborted) {
         if (!ownership) {
-          const mine = await acquireSlot(deps.url, config.slot, signal, log, {
-            pollMs: config.standbyPoll,
-            onStandby: (owner) => {
-              health.role = 'standby';
-              log.info({ owner }, 'standby: another instance streams the slot; taking over when it goes');
-            },
-          });
-          if (!mine) break;
+          let got: Awaited<ReturnType<typeof trySlot>>;
+          try {
+            got = await trySlot(deps.url, config.slot);
+          } catch (err) {
+            health.connected = false;
+            if (signal.aborted) break;
+            report(err, undefined, backoff);
+            health.reconnects++;
+            await sleep(backoff * (0.75 + Math.random() * 0.5), signal);
+            backoff = Math.min(backoff * 2, config.reconnect.maxBackoff);
+            continue;
+          }
+          if ('standby' in got) {
+            if (health.role !== 'standby') log.info({ owner: got.owner }, 'standby: another instance streams the slot; taking over when it goes');
+            health.role = 'standby';
+            delete health.lastError;
+            await sleep(config.standbyPoll, signal);
+            continue;
+          }
+          const mine = got;
           ownership = mine;
           health.role = 'owner';
           backoff = config.reconnect.initialBackoff;
@@ -143,11 +155,12 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
         }
         if (Date.now() - startedAt > 60_000) backoff = config.reconnect.initialBackoff;
         health.reconnects++;
-        // Holding the lock, a slot still active is the previous owner's walsender, about to
-        // notice its client is gone: try again soon rather than back off.
-        const wait = slotBusy ? Math.min(backoff, 250) : backoff;
+        // Holding the lock, a slot still active is most likely the previous owner's walsender,
+        // about to notice its client is gone: try again within a second rather than back off
+        // further (a consumer of another kind holding it is retried as often).
+        const wait = slotBusy ? Math.min(backoff, 1_000) : backoff;
         await sleep(wait * (0.75 + Math.random() * 0.5), signal);
-        if (!slotBusy) backoff = Math.min(backoff * 2, config.reconnect.maxBackoff);
+        backoff = Math.min(backoff * 2, config.reconnect.maxBackoff);
       }
     } finally {
       const mine = ownership;
