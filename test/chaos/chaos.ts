@@ -84,7 +84,7 @@ export function kcatAvailable(): boolean {
   return spawnSync('kcat', ['-V'], { stdio: 'ignore' }).status === 0;
 }
 
-export const LONG: Omit<ChaosOptions, 'seed' | 'log' | 'kafka'> = { duration: 120, kills: 24, preexisting: 400, pgRestarts: 2, faultWindows: 10, rate: 80, drainTimeout: 180 };
+export const LONG: Omit<ChaosOptions, 'seed' | 'log' | 'kafka'> = { duration: 120, kills: 30, preexisting: 400, pgRestarts: 2, faultWindows: 10, rate: 80, drainTimeout: 180 };
 /** The suite's variant: Postgres only (a Kafka group rejoin after each kill takes seconds). */
 export const SHORT: Omit<ChaosOptions, 'seed' | 'log' | 'kafka'> = { duration: 14, kills: 4, preexisting: 60, pgRestarts: 1, faultWindows: 6, rate: 50, drainTimeout: 30 };
 
@@ -767,10 +767,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     type Action = { at: number; kind: 'kill' | 'pg'; downMs: number; graceful?: boolean };
     const actions: Action[] = [];
     const span = opts.duration * 1000;
+    // Every third restart, counted from a seeded start, is a graceful SIGTERM (a deploy): the
+    // rest, two thirds exactly, are SIGKILLs.
+    const termFrom = Math.floor(rSchedule() * 3);
     for (let i = 0; i < opts.kills; i++) {
       const slotMs = span / opts.kills;
-      // Every third restart, counted from a seeded start, is a graceful SIGTERM (a deploy).
-      const graceful = (i + Math.floor(rSchedule() * 3)) % 3 === 0;
+      const graceful = (i + termFrom) % 3 === 0;
       actions.push({ at: i * slotMs + (0.2 + 0.7 * rSchedule()) * slotMs, kind: 'kill', downMs: Math.round(50 + rSchedule() * 700), graceful });
     }
     for (let i = 0; i < opts.pgRestarts; i++) actions.push({ at: (0.15 + 0.7 * rSchedule()) * span, kind: 'pg', downMs: 0 });
