@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import { createPostgresSource, postgresSourceSchema, SlotMissingError } from '../../connectors/sources/postgres/index.js';
 import { parseLsn } from '../../connectors/sources/postgres/lsn.js';
 import type { SourceBatch, SourceChange } from '../../src/core/source.js';
@@ -154,6 +155,30 @@ describe('Postgres source', () => {
     await waitFor(() => b.health().connected, 'standby to take over');
     await db.pool.query(`INSERT INTO items (order_no, status) VALUES ('h1', 'NEW')`);
     await waitFor(() => seen.some((c) => c.after?.order_no === 'h1'), 'h1 via the standby');
+    stopB.abort();
+    await runningB;
+  });
+
+  it('holding the lock, waits out a slot a consumer of another kind streams, and takes over when it stops', async () => {
+    const a = startSource({}, ['public.items']);
+    await a.ready();
+    await a.stop();
+    // Not an order-relay instance: it streams the slot without the lock.
+    const foreign = new LogicalReplicationService({ connectionString: db.url }, { acknowledge: { auto: false, timeoutSeconds: 0 } });
+    foreign.on('error', () => {});
+    void foreign.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [a.config.publication] }), a.config.slot).catch(() => {});
+    await waitFor(async () => (await db.pool.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [a.config.slot])).rowCount === 1, 'the foreign consumer to stream');
+    const config = postgresSourceSchema.parse({ kind: 'postgres', slot: a.config.slot, publication: a.config.publication, heartbeat: 'off', reconnect: { initialBackoff: '50ms', maxBackoff: '100ms' } });
+    const b = createPostgresSource(config, { logger: silentLogger(), url: db.url, tables: ['public.items'] });
+    const seen: SourceChange[] = [];
+    const stopB = new AbortController();
+    const runningB = b.run(async (batch) => { seen.push(...batch.changes); b.acknowledge(batch.checkpoints); }, [], stopB.signal);
+    await waitFor(() => /in use/.test(b.health().lastError ?? ''), 'the slot reported in use');
+    expect(b.health()).toMatchObject({ connected: false, role: 'owner' });
+    await foreign.stop();
+    await waitFor(() => b.health().connected, 'b to stream once the foreign consumer stops');
+    await db.pool.query(`INSERT INTO items (order_no, status) VALUES ('h2', 'NEW')`);
+    await waitFor(() => seen.some((c) => c.after?.order_no === 'h2'), 'h2 via b');
     stopB.abort();
     await runningB;
   });
