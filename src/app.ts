@@ -9,6 +9,7 @@ import type { Sink } from './core/sink.js';
 import type { Source } from './core/source.js';
 import { isTransientDbError } from './core/db-errors.js';
 import { failpoint } from './core/failpoints.js';
+import { instanceName } from '../connectors/sources/postgres/ownership.js';
 import { createDispatcher, type Dispatcher } from './dispatch/dispatcher.js';
 import type { DispatchHooks } from './dispatch/sink-worker.js';
 import { createLedger, type Ledger } from './ledger/ledger.js';
@@ -105,7 +106,12 @@ export function createApp(config: Config, deps: AppDeps): App {
   const sources: SourceRunner[] = [];
   if (config.source) {
     const srcUrl = sourceUrl(config);
-    const source = createPostgresSource(config.source, { logger, url: srcUrl, tables: configuredTables(config) });
+    const source = createPostgresSource(config.source, {
+      logger,
+      url: srcUrl,
+      tables: configuredTables(config),
+      claim: (name) => ledger.claimOwner(name, instanceName()),
+    });
     const sourcePool = new pg.Pool({ connectionString: srcUrl, max: 2, application_name: 'order-relay-lookup' });
     sourcePool.on('error', () => {});
     pools.push(sourcePool);

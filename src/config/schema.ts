@@ -88,6 +88,12 @@ export const configSchema = z.strictObject({
       flushInterval: duration().default(50),
       /** Retries of an event kept in memory (each due within 2 s) before it becomes a retrying delivery row. */
       quickRetries: z.number().int().min(0).max(10).default(2),
+      /**
+       * An instance that stops answering (a frozen process, a long pause) loses the sinks it
+       * delivers after this, and a standby takes them (PostgreSQL 14+: idle_session_timeout on
+       * the lock's session, pinged while the process runs).
+       */
+      lease: duration().default(10_000),
     })
     .prefault({}),
   admin: z

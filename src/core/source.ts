@@ -49,6 +49,25 @@ export interface SourceBatch {
   changes: SourceChange[];
   bad: BadInput[];
   checkpoints: Checkpoint[];
+  /**
+   * The ownership the batch was read under (see `Ledger.claimOwner`): the ledger refuses the
+   * batch once another instance has claimed the name since, so a zombie's late batch lands nowhere.
+   */
+  fence?: Fence;
+}
+
+/** An owner's claim on a name in the ledger: the epoch it got when it claimed it. */
+export interface Fence {
+  name: string;
+  epoch: number;
+}
+
+/** A write refused because another instance has claimed the same name since (`Fence`). */
+export class FencedError extends Error {
+  constructor(readonly fence: Fence, readonly current: number | null) {
+    super(`${fence.name} is owned by another instance now (epoch ${current ?? 'none'}, ours ${fence.epoch}): this instance's write was refused`);
+    this.name = 'FencedError';
+  }
 }
 
 /**

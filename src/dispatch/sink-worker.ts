@@ -28,6 +28,8 @@ export interface WorkerOptions {
   flushInterval: number;
   /** Retries of an event kept in memory (due within QUICK_RETRY_MAX_MS) before it becomes a retrying delivery row. */
   quickRetries: number;
+  /** See `dispatcher.lease`: how long a frozen owner keeps the sink. */
+  lease?: number;
 }
 
 export interface DispatchHooks {
@@ -255,7 +257,7 @@ export class SinkWorker {
     let announced = false;
     while (this.running && !this.ready) {
       try {
-        const owned = await this.ledger.ownSink(this.sink.name);
+        const owned = await this.ledger.ownSink(this.sink.name, this.options.lease);
         if (!owned) {
           if (!announced) this.log.info('another instance delivers this sink; standing by');
           announced = true;

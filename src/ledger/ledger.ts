@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { BusinessEvent, Row } from '../core/events.js';
-import type { BadInput, Checkpoint } from '../core/source.js';
+import { FencedError, type BadInput, type Checkpoint, type Fence } from '../core/source.js';
 import type { AttemptInfo } from '../core/sink.js';
 import { storableText } from '../core/trust.js';
 import * as sql from './sql.js';
@@ -25,6 +25,8 @@ export interface AppendInput {
    * for those, the append also says which new events wait behind an open delivery of their order.
    */
   handOver?: string[];
+  /** Written only while this is still the name's epoch (see `claimOwner`). */
+  fence?: Fence | undefined;
 }
 
 /** A new event as appended, for a dispatcher that takes it without reading the log. */
@@ -162,6 +164,13 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     }
   }
 
+  /** Throws FencedError unless `fence` is still its name's epoch; in the append's transaction, after its lock. */
+  async function checkFence(db: pg.ClientBase | Queryable, fence: Fence): Promise<void> {
+    const { rows } = await db.query<{ epoch: string }>(sql.fenceCheck(s), [fence.name]);
+    const current = rows[0] ? Number(rows[0].epoch) : null;
+    if (current !== fence.epoch) throw new FencedError(fence, current);
+  }
+
   /**
    * Serialises an append now and returns the function that writes it: the caller can
    * prepare the next batch while the previous one is still being written.
@@ -223,6 +232,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       if ('release' in hot) {
         // A client in the caller's transaction (a backfill page): the lock holds until its commit.
         const results = (await hot.query(lock)) as unknown as Array<pg.QueryResult<{ prev: string; is_called: boolean }>>;
+        if (input.fence) await checkFence(hot, input.fence);
         prev = seqBefore(results[1]!);
         query.values![1] = prev;
         raw = (await hot.query<Raw>(query)).rows[0]!;
@@ -236,6 +246,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         client.on('error', onError);
         try {
           const results = (await client.query(`BEGIN; ${lock}`)) as unknown as Array<pg.QueryResult<{ prev: string; is_called: boolean }>>;
+          if (input.fence) await checkFence(client, input.fence);
           prev = seqBefore(results[2]!);
           query.values![1] = prev;
           raw = (await client.query<Raw>(query)).rows[0]!;
@@ -298,13 +309,19 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
 
     sinkBit: async (sink: string) => (await sinkBits([sink])).get(sink)!,
 
+    /** Takes the next epoch of `name` for this process (`holder`): appends fenced by older ones are refused from now on. */
+    async claimOwner(name: string, holder: string): Promise<Fence> {
+      const { rows } = await pool.query<{ epoch: string }>(sql.claimOwner(s), [name, holder]);
+      return { name, epoch: Number(rows[0]!.epoch) };
+    },
+
     /**
      * Makes this process the one that delivers `sink` from the log: a session advisory lock
      * on a connection of its own, held until `release` or until that connection fails
      * (`lost` then settles). Null when another process holds it. Two dispatchers of one
      * sink would both read the log from the same cursors and send everything twice.
      */
-    async ownSink(sink: string): Promise<SinkOwnership | null> {
+    async ownSink(sink: string, leaseMs = 10_000): Promise<SinkOwnership | null> {
       if ('release' in pool) throw new Error('ownSink needs a pool, not a client in a transaction');
       const bit = await sinkBits([sink]).then((b) => b.get(sink)!);
       const client = await (pool as pg.Pool).connect();
@@ -325,10 +342,20 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         throw err;
       }
       client.once('end', () => lost(new Error('the connection holding the sink ended')));
+      // The lease (as the slot's, see connectors/sources/postgres/ownership.ts): Postgres ends
+      // the session once idle for leaseMs, which these pings prevent while the process runs.
+      await client.query(`SET idle_session_timeout = ${Math.max(1, Math.round(leaseMs))}`).catch(() => {});
+      const ping = setInterval(() => void client.query('SELECT 1').catch((err: Error) => lost(err)), Math.max(100, Math.floor(leaseMs / 4)));
+      ping.unref();
+      void lostP.then(() => clearInterval(ping));
       return {
         lost: lostP,
         async release() {
+          clearInterval(ping);
           client.removeListener('error', onError);
+          // A connection already dying (its session ended by the lease) still emits 'error':
+          // unheard, that would end the process.
+          client.on('error', () => {});
           await client.query(sql.disownSink, [lockClass, sql.SINK_OWNER_KEY + bit]).catch(() => {});
           await endClient(client);
         },

@@ -281,6 +281,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX deliveries_holds ON ${s}.deliveries (sink, order_key) WHERE status IN ('pending', 'rejected', 'skipped');
     `,
   },
+  {
+    version: 6,
+    name: 'owners: fencing epochs',
+    // Who may write for a name (a slot): each new owner takes the next epoch; an append made
+    // under an older one is refused (sql.ts, fenceCheck).
+    sql: (s) => `
+      CREATE TABLE ${s}.owners (
+        name    text PRIMARY KEY,
+        epoch   bigint NOT NULL,
+        holder  text NOT NULL,
+        at      timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

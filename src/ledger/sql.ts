@@ -29,6 +29,18 @@ export const HOLDING = `('pending', 'rejected', 'skipped')`;
 const holds = (s: string, sink: string, orderKey: string) =>
   `EXISTS (SELECT 1 FROM ${s}.deliveries d WHERE d.sink = ${sink} AND d.order_key = ${orderKey} AND d.status IN ${HOLDING} OFFSET 0)`;
 
+/**
+ * A new owner of a name takes the next epoch. The row lock waits for appends that read the
+ * old epoch (FOR SHARE) to commit; every append after it reads the new one.
+ */
+export const claimOwner = (s: string) => /* sql */ `
+  INSERT INTO ${s}.owners (name, epoch, holder) VALUES ($1, 1, $2)
+  ON CONFLICT (name) DO UPDATE SET epoch = ${s}.owners.epoch + 1, holder = EXCLUDED.holder, at = now()
+  RETURNING epoch::text`;
+
+/** Inside an append's transaction: the name's epoch now, held until the commit. */
+export const fenceCheck = (s: string) => `SELECT epoch::text FROM ${s}.owners WHERE name = $1 FOR SHARE`;
+
 export const appendLock = (lockClass: number, schema: string) =>
   `SELECT pg_advisory_xact_lock(${lockClass}, ${APPEND_LOCK_KEY}); SELECT last_value::text AS prev, is_called FROM ${schema}.log_seq`;
 

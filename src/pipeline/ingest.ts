@@ -139,6 +139,7 @@ export function createIngest(deps: IngestDeps) {
       orders: [...orders].map(([orderNo, row]) => ({ orderNo, row })),
       bad,
       checkpoints: batch.checkpoints,
+      fence: batch.fence,
       ...(deps.handOver ? { handOver: deps.handOver() } : {}),
     });
     for (const [orderNo, row] of orders) uncommitted.set(orderNo, row);

@@ -55,6 +55,7 @@ describe('slot ownership: one instance streams, a standby takes over', () => {
     const owner = async () => slotOwner(db.pool, slot);
     const pidOf = (c: Connector) => c.child.pid!;
     await waitFor(async () => (await owner())?.endsWith(`:${pidOf(a)}`), 'the first instance to hold the slot lock', 60_000);
+    await waitFor(async () => (await db.pool.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active`, [slot])).rowCount === 1, 'the first instance to stream', 60_000);
     const b = spawnConnector(pathB, sims.env);
     connectors.push(b);
     await waitFor(() => /standby: another instance streams the slot/.test(b.output()), 'the second instance to stand by', 60_000);

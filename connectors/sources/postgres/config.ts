@@ -23,6 +23,11 @@ export const postgresSourceSchema = z.strictObject({
    * longest it waits to take over once the owner's session has ended.
    */
   standbyPoll: duration().default(1_000),
+  /**
+   * An owner that stops answering (a frozen process, a long pause) loses the slot's lock after
+   * this (PostgreSQL 14+: idle_session_timeout on the lock's session, pinged while it runs).
+   */
+  lease: duration().default(10_000),
   /** Changes per ledger transaction; a larger source transaction is fed in slices of this size. */
   maxBatchChanges: z.number().int().min(1).max(100_000).default(500),
   /** Bytes of decoded changes buffered before the socket is paused. */

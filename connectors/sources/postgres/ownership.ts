@@ -28,7 +28,7 @@ export const instanceName = () => `${hostname()}:${process.pid}`;
  * One try for the slot's lock: this process's ownership, or who holds it (`standby`). A
  * connection that fails rejects, for the caller to classify and retry as any other.
  */
-export async function trySlot(url: string, slot: string): Promise<SlotOwnership | { standby: true; owner: string | undefined }> {
+export async function trySlot(url: string, slot: string, leaseMs: number): Promise<SlotOwnership | { standby: true; owner: string | undefined }> {
   const client = new pg.Client({ connectionString: url, application_name: `${SLOT_LOCK_APP} ${instanceName()}`.slice(0, 63) });
   let lostWith: ((err: Error) => void) | undefined;
   const lost = new Promise<Error>((resolve) => (lostWith = resolve));
@@ -40,9 +40,19 @@ export async function trySlot(url: string, slot: string): Promise<SlotOwnership 
     const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${slotLockKeys}) AS ok`, [slot]);
     held = rows[0]!.ok;
     if (!held) return { standby: true, owner: await slotOwner(client, slot).catch(() => undefined) };
+    // The lease: Postgres ends this session once it has been idle for leaseMs, which the
+    // pings below never let happen while the process runs. A frozen process (SIGSTOP, a long
+    // pause) stops pinging and so loses the lock, and a standby takes over.
+    await client.query(`SET idle_session_timeout = ${Math.max(1, Math.round(leaseMs))}`).catch(() => {
+      // Before PostgreSQL 14: no lease; the lock lasts as long as the session.
+    });
+    const ping = setInterval(() => void client.query('SELECT 1').catch((err: Error) => lostWith!(err)), Math.max(100, Math.floor(leaseMs / 4)));
+    ping.unref();
+    void lost.then(() => clearInterval(ping));
     return {
       lost,
       async release() {
+        clearInterval(ping);
         await client.query(`SELECT pg_advisory_unlock(${slotLockKeys})`, [slot]).catch(() => {});
         await client.end().catch(() => {});
       },

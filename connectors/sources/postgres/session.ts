@@ -90,7 +90,15 @@ export class ReplicationSession {
       const plugin = new PgoutputStream({ protoVersion: 1, publicationNames: [this.options.publication] });
       svc.subscribe(plugin, this.options.slot, formatLsn(this.state.committed)).then(() => resolve(), reject);
     });
-    const onAbort = () => void svc.stop();
+    // pg-logical-replication's stop() and destroy() remove every listener of their pg client,
+    // ours for 'error' too; a connection that dies after that (the server ended it while this
+    // process was frozen, say) would be an uncaught 'error' event. Keep one listener on it.
+    const clientOf = () => (svc as unknown as { _client?: { on(e: 'error', f: () => void): void } | null })._client;
+    const stopKeepingListener = (stop: () => Promise<unknown>) => {
+      const client = clientOf();
+      return stop().finally(() => client?.on('error', () => {}));
+    };
+    const onAbort = () => void stopKeepingListener(() => svc.stop());
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       await ended;
@@ -99,7 +107,7 @@ export class ReplicationSession {
       this.state.connected = false;
       for (const t of this.timers) clearInterval(t);
       await this.flushing?.catch(() => {});
-      await svc.destroy().catch(() => {});
+      await stopKeepingListener(() => svc.destroy()).catch(() => {});
       await this.heartbeatClient?.end().catch(() => {});
     }
   }

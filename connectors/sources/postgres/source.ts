@@ -1,7 +1,7 @@
 import { sleep } from '../../../src/core/sleep.js';
 import pg from 'pg';
 import type { Logger } from '../../../src/log.js';
-import type { Checkpoint, Source, SourceBatch, SourceHealth } from '../../../src/core/source.js';
+import { FencedError, type Checkpoint, type Fence, type Source, type SourceBatch, type SourceHealth } from '../../../src/core/source.js';
 import type { PostgresSourceConfig } from './config.js';
 import { SlotInUseError, classifyReplicationError, isPermanent } from './errors.js';
 import { formatLsn, parseLsn } from './lsn.js';
@@ -17,6 +17,11 @@ export interface PostgresSourceDeps {
   tables: string[];
   /** Source id in the ledger's checkpoints; default "postgres". */
   id?: string;
+  /**
+   * Claims the slot in the ledger once its lock is held (`Ledger.claimOwner`): batches carry
+   * the claim, and the ledger refuses them once a later owner has claimed the slot.
+   */
+  claim?: (name: string) => Promise<Fence>;
 }
 
 /**
@@ -34,6 +39,8 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
   let session: ReplicationSession | null = null;
   // The slot's lock (see ownership.ts): held while this instance streams, or may stream.
   let ownership: SlotOwnership | null = null;
+  // The ledger claim that goes with it: every batch carries it.
+  let fence: Fence | undefined;
 
   async function setup(resumed: boolean): Promise<void> {
     const client = new pg.Client({ connectionString: deps.url, application_name: 'order-relay-setup' });
@@ -72,7 +79,7 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
         if (!ownership) {
           let got: Awaited<ReturnType<typeof trySlot>>;
           try {
-            got = await trySlot(deps.url, config.slot);
+            got = await trySlot(deps.url, config.slot, config.lease);
           } catch (err) {
             health.connected = false;
             if (signal.aborted) break;
@@ -90,6 +97,19 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
             continue;
           }
           const mine = got;
+          // A new epoch in the ledger before the first batch: whatever a previous owner still
+          // writes (a zombie resumed after its lease) is refused from now on.
+          try {
+            fence = deps.claim ? await deps.claim(`postgres:${config.slot}`) : undefined;
+          } catch (err) {
+            await mine.release();
+            if (signal.aborted) break;
+            health.lastError = `claiming the slot in the ledger failed: ${String(err)}`;
+            log.warn({ err: String(err), retryInMs: backoff }, 'claiming the slot in the ledger failed; retrying');
+            await sleep(backoff, signal);
+            backoff = Math.min(backoff * 2, config.reconnect.maxBackoff);
+            continue;
+          }
           ownership = mine;
           health.role = 'owner';
           backoff = config.reconnect.initialBackoff;
@@ -130,9 +150,10 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
             state,
             async (batch) => {
               try {
-                await handle(batch);
+                await handle(fence ? { ...batch, fence } : batch);
               } catch (err) {
                 pipelineError = err;
+                if (err instanceof FencedError) fenced(err);
                 throw err;
               }
             },
@@ -170,8 +191,25 @@ export function createPostgresSource(config: PostgresSourceConfig, deps: Postgre
     }
   }
 
+  /**
+   * Another instance claimed the slot since this one did: this one is a zombie (it was frozen
+   * past its lease). Its batch was refused whole; it gives the lock up (most likely gone
+   * already), stops the stream and stands by.
+   */
+  function fenced(err: FencedError): void {
+    health.lastError = err.message;
+    log.error({ err: err.message }, 'fenced: another instance owns the slot now; nothing of this batch was written; standing by');
+    const mine = ownership;
+    ownership = null;
+    session = null;
+    health.role = 'standby';
+    health.connected = false;
+    void mine?.release();
+  }
+
   /** Logs why the stream stopped; throws when retrying cannot help. True: the slot is in use. */
   function report(err: unknown, pipelineError: unknown, backoff: number): boolean {
+    if (pipelineError instanceof FencedError) return false;
     if (pipelineError !== undefined) {
       // Storing a batch failed (the ledger is down, or restarting). The write is one
       // statement, so nothing half-done remains; whatever did commit dedupes by event id.
