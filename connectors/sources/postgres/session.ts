@@ -66,6 +66,25 @@ export class ReplicationSession {
       { connectionString: options.url, application_name: 'order-relay' },
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
     );
+    // The library's stop() removes every listener of its pg client, ours for 'error' too, while
+    // the connection may still deliver a FATAL (a server restarting, a session ended): unheard,
+    // that 'error' event would end the process. Each client it makes keeps one listener.
+    const svc = this.service as unknown as { client(): Promise<unknown>; _client?: { on(e: 'error', f: () => void): unknown; removeAllListeners(e?: string): unknown } | null };
+    const makeClient = svc.client.bind(svc);
+    svc.client = async () => {
+      const made = await makeClient();
+      const c = svc._client;
+      if (c) {
+        const removeAll = c.removeAllListeners.bind(c);
+        c.on('error', () => {});
+        c.removeAllListeners = (e?: string) => {
+          const out = removeAll(e);
+          if (e === undefined || e === 'error') c.on('error', () => {});
+          return out;
+        };
+      }
+      return made;
+    };
   }
 
   /** Streams until the connection ends or `signal` aborts. Rejects with the cause of a drop. */
@@ -108,6 +127,8 @@ export class ReplicationSession {
       for (const t of this.timers) clearInterval(t);
       await this.flushing?.catch(() => {});
       await stopKeepingListener(() => svc.destroy()).catch(() => {});
+      // destroy() removed the service's own listeners; its client may still forward an error.
+      svc.on('error', () => {});
       await this.heartbeatClient?.end().catch(() => {});
     }
   }
