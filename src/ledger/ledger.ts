@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { BusinessEvent, Row } from '../core/events.js';
 import { FencedError, type BadInput, type Checkpoint, type Fence } from '../core/source.js';
 import type { AttemptInfo } from '../core/sink.js';
+import { keepLease } from '../core/lease.js';
 import { storableText } from '../core/trust.js';
 import * as sql from './sql.js';
 
@@ -342,16 +343,12 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         throw err;
       }
       client.once('end', () => lost(new Error('the connection holding the sink ended')));
-      // The lease (as the slot's, see connectors/sources/postgres/ownership.ts): Postgres ends
-      // the session once idle for leaseMs, which these pings prevent while the process runs.
-      await client.query(`SET idle_session_timeout = ${Math.max(1, Math.round(leaseMs))}`).catch(() => {});
-      const ping = setInterval(() => void client.query('SELECT 1').catch((err: Error) => lost(err)), Math.max(100, Math.floor(leaseMs / 4)));
-      ping.unref();
-      void lostP.then(() => clearInterval(ping));
+      const stopLease = await keepLease(client, leaseMs, lost);
+      void lostP.then(stopLease);
       return {
         lost: lostP,
         async release() {
-          clearInterval(ping);
+          stopLease();
           client.removeListener('error', onError);
           // A connection already dying (its session ended by the lease) still emits 'error':
           // unheard, that would end the process.

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
+import { keepLease } from '../../../src/core/lease.js';
 
 /**
  * Which instance streams a slot: the one holding a session advisory lock on the slot's
@@ -40,19 +41,12 @@ export async function trySlot(url: string, slot: string, leaseMs: number): Promi
     const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${slotLockKeys}) AS ok`, [slot]);
     held = rows[0]!.ok;
     if (!held) return { standby: true, owner: await slotOwner(client, slot).catch(() => undefined) };
-    // The lease: Postgres ends this session once it has been idle for leaseMs, which the
-    // pings below never let happen while the process runs. A frozen process (SIGSTOP, a long
-    // pause) stops pinging and so loses the lock, and a standby takes over.
-    await client.query(`SET idle_session_timeout = ${Math.max(1, Math.round(leaseMs))}`).catch(() => {
-      // Before PostgreSQL 14: no lease; the lock lasts as long as the session.
-    });
-    const ping = setInterval(() => void client.query('SELECT 1').catch((err: Error) => lostWith!(err)), Math.max(100, Math.floor(leaseMs / 4)));
-    ping.unref();
-    void lost.then(() => clearInterval(ping));
+    const stopLease = await keepLease(client, leaseMs, (err) => lostWith!(err));
+    void lost.then(stopLease);
     return {
       lost,
       async release() {
-        clearInterval(ping);
+        stopLease();
         await client.query(`SELECT pg_advisory_unlock(${slotLockKeys})`, [slot]).catch(() => {});
         await client.end().catch(() => {});
       },
@@ -68,7 +62,7 @@ export async function slotOwner(db: pg.ClientBase | pg.Pool, slot: string): Prom
     `SELECT a.application_name AS app
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        AND l.classid::int = hashtext('order-relay:slot') AND l.objid::int = hashtext($1::text) AND l.objsubid = 2`,
+        AND (l.classid::int, l.objid::int) = (${slotLockKeys}) AND l.objsubid = 2`,
     [slot],
   );
   const app = rows[0]?.app;
