@@ -4,6 +4,7 @@ import { FencedError, type BadInput, type Checkpoint, type Fence } from '../core
 import type { AttemptInfo } from '../core/sink.js';
 import { keepLease } from '../core/lease.js';
 import { storableText } from '../core/trust.js';
+import { encodeAppend } from './append-encode.js';
 import * as sql from './sql.js';
 
 /** An event with the sinks that take it, ready to be stored. */
@@ -102,17 +103,6 @@ export interface LogFlush {
   cursors: Array<{ shard: number; seq: number }>;
 }
 
-/** Joins the payloads of an append (see `sql.append`): JSON text never holds a raw U+001E. */
-const RS = '\x1e';
-
-/** An event's JSON, with its order row's text taken from `rowText` (the same document as JSON.stringify's, `order` last). */
-function payloadText(event: BusinessEvent, rowText: (row: Row) => string): string {
-  if (event.order === undefined) return JSON.stringify(event);
-  const { order, ...rest } = event;
-  const head = JSON.stringify(rest);
-  return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"order":${rowText(order)}}`;
-}
-
 /** A PostgreSQL integer array's text ('{1,2,3}'). */
 function intList(text: string): number[] {
   return text.length <= 2 ? [] : text.slice(1, -1).split(',').map(Number);
@@ -180,44 +170,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     const names = [...new Set(input.events.flatMap((e) => e.sinks))];
     // The seq before the batch is known only under the append lock: it is the first value.
     const serialise = (b: Map<string, number>) => {
-      const n = input.events.length;
-      // An order row is usually both an event's `order` and the batch's order row: written once.
-      const texts = new Map<Row, string>();
-      const rowText = (row: Row) => {
-        let t = texts.get(row);
-        if (t === undefined) texts.set(row, (t = JSON.stringify(row)));
-        return t;
-      };
-      const ids = new Array<Buffer>(n), masks = new Array<number>(n), codes = new Array<string>(n), keys = new Array<string>(n);
-      const times = new Array<string>(n), positions = new Array<string>(n), payloads = new Array<string>(n);
-      for (let i = 0; i < n; i++) {
-        const { event, sinks, position, committedAt } = input.events[i]!;
-        ids[i] = Buffer.from(event.id, 'hex');
-        let mask = 0;
-        for (const name of sinks) mask |= 1 << b.get(name)!;
-        masks[i] = mask;
-        codes[i] = event.code;
-        keys[i] = event.orderKey;
-        times[i] = committedAt;
-        positions[i] = position;
-        payloads[i] = payloadText(event, rowText);
-      }
-      const params: unknown[] = [
-        input.source,
-        0,
-        ids,
-        masks,
-        codes,
-        keys,
-        times,
-        positions,
-        payloads.join(RS),
-        input.orders.map((o) => o.orderNo),
-        input.orders.map((o) => rowText(o.row)).join(RS),
-        // A reason may quote a row's value: a NUL in it would make PostgreSQL refuse the whole append.
-        JSON.stringify(input.bad.map((b) => ({ ...b, reason: storableText(b.reason) }))),
-        JSON.stringify(input.checkpoints),
-      ];
+      const params = encodeAppend(input, b);
       const handOver = input.handOver?.length ? input.handOver : null;
       return handOver ? named('append_handover', appendHandOverText, [...params, handOver]) : named('append', appendText, params);
     };
