@@ -46,6 +46,7 @@ import {
   type ZhimaStats,
 } from '../bench/harness.js';
 import { createTestProducer, startMockKafka, type MockKafka } from '../helpers/kafka.js';
+import { SlotProbe, type SlotView } from './instances.js';
 
 export interface ChaosOptions {
   seed: number;
@@ -76,7 +77,40 @@ export interface ChaosOptions {
    * the ledger like the slot is.
    */
   kafka: boolean;
+  /**
+   * Connector processes on the same config and ledger (default 1). With more than one, each
+   * restart picks a random one, the role it had (slot owner or standby) is recorded, and each
+   * SIGKILL of the owner is timed until another process streams the slot (`failover_s`).
+   */
+  instances?: number;
   log: (line: string) => void;
+}
+
+/** The issue's target for `failover_s` (max). */
+export const FAILOVER_TARGET_S = 5;
+/** A takeover not seen within this is counted in `failover_timeouts` (and fails the run). */
+const FAILOVER_TIMEOUT_MS = 30_000;
+
+/** What a process was when it got its signal: holding the slot's lock, standing by, or neither (no process held it). */
+export type KillRole = 'owner' | 'standby' | 'neither';
+
+export interface KillRecord {
+  signal: 'SIGKILL' | 'SIGTERM';
+  /** Index of the connector process (0…instances-1); each restart keeps its index. */
+  instance: number;
+  role: KillRole;
+  /** Seconds into the load. */
+  at_s: number;
+  /** Owner killed: seconds until another process streamed the slot (null: not seen within the timeout, or no owner killed). */
+  failover_s: number | null;
+  /** Which process took the slot over: the standing-by one, or the killed one restarted. */
+  taken_over_by?: 'standby' | 'restarted';
+}
+
+export interface FailoverStats {
+  count: number;
+  mean: number | null;
+  max: number | null;
 }
 
 /** Whether kcat (for the mock Kafka cluster) is installed. */
@@ -133,6 +167,22 @@ export interface ChaosReport {
   drained: boolean;
   seconds: number;
   examples: Record<string, string[]>;
+  /** Connector processes run side by side. */
+  instances: number;
+  /** With several instances: restarts by signal and the role the process had. */
+  kills_by_role?: Record<'SIGKILL' | 'SIGTERM', Record<KillRole, number>>;
+  /**
+   * With several instances: per SIGKILL of the slot owner, the time from the signal until
+   * another live process streams the slot (pg_replication_slots.active_pid is a new walsender
+   * whose client socket belongs to that process). Target: max <= `target_max`.
+   */
+  failover_s?: FailoverStats & { target_max: number; met: boolean; by_standby: number; by_restarted: number };
+  /** The same after a SIGTERM of the owner (a deploy: it drains, then lets the slot go). */
+  handover_s?: FailoverStats;
+  /** Owner kills after which no other process streamed within FAILOVER_TIMEOUT_MS. */
+  failover_timeouts?: number;
+  /** Each restart, in order. */
+  kill_log?: KillRecord[];
   /** The command that replays this run's plan. */
   replay: string;
 }
@@ -592,7 +642,17 @@ class Supervisor {
   constructor(
     private readonly configPath: string,
     private readonly env: Record<string, string>,
-  ) {}
+    /** Where planned restarts are recorded (shared by the instances of a run). */
+    readonly restartLog: Restart[] = [],
+  ) {
+    this.restarts = restartLog;
+  }
+
+  /** The running process's pid, or undefined between an exit and the restart. */
+  get pid(): number | undefined {
+    const c = this.proc?.child;
+    return c && c.exitCode === null && c.signalCode === null ? this.proc!.pid : undefined;
+  }
 
   start(): void {
     const proc = spawnConnector(this.configPath, this.env, { extraEnv: { LOG_LEVEL: 'warn' } });
@@ -607,11 +667,15 @@ class Supervisor {
     });
   }
 
-  /** SIGKILL (or, `graceful`, SIGTERM and a clean exit), then `check` while it is down, then a restart after `downMs`. */
-  async kill(downMs: number, check: () => Promise<void>, graceful = false): Promise<void> {
+  /**
+   * SIGKILL (or, `graceful`, SIGTERM and a clean exit), then `check` while it is down, then a
+   * restart after `downMs`. `onSignal` runs as the signal goes, with the process's pid.
+   */
+  async kill(downMs: number, check: () => Promise<void>, graceful = false, onSignal?: (killedAt: number, pid: number | undefined) => void): Promise<void> {
     await this.restarting;
     this.killing = true;
     const killedAt = Date.now();
+    onSignal?.(killedAt, this.proc?.pid);
     try {
       if (graceful) await this.proc?.stop(10_000);
       else await this.proc?.kill();
@@ -640,7 +704,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const rLoad = seededRandom(opts.seed);
   let server: LocalPostgres | undefined;
   let sims: Sims | undefined;
-  let sup: Supervisor | undefined;
+  const sups: Supervisor[] = [];
+  const instances = Math.max(1, Math.floor(opts.instances ?? 1));
+  let probe: SlotProbe | undefined;
   let mock: MockKafka | undefined;
   let producer: Producer | undefined;
   let kafkaAdmin: ReturnType<Kafka['admin']> | undefined;
@@ -759,8 +825,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
     };
 
-    sup = new Supervisor(configPath, sims.env);
-    sup.start();
+    // Planned restarts of every instance, in order (the resends are put on them).
+    const restarts: Restart[] = [];
+    for (let i = 0; i < instances; i++) sups.push(new Supervisor(configPath, sims.env, restarts));
+    for (const s of sups) s.start();
+    const livePids = () => sups.map((s) => s.pid).filter((p): p is number => p !== undefined);
+    // Who holds and who streams the slot, from Postgres (only with several instances: one
+    // process is always the owner).
+    if (instances > 1) probe = new SlotProbe(url, slot);
     const kafkaLoad = producer ? new KafkaLoad(producer, rLoad) : undefined;
 
     // The plan: kills spread over the run (one per slot of time), Postgres restarts, fault windows.
@@ -827,15 +899,55 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     let kills = 0;
     let terms = 0;
     let pgRestarts = 0;
+    const killLog: KillRecord[] = [];
+    // Which instance each restart hits: its own PRNG, so the plan above (and the whole
+    // single-instance run) is the same for a seed whatever --instances says.
+    const rPick = seededRandom(opts.seed ^ 0x1457);
+    let sigkillsLeft = actions.filter((a) => a.kind === 'kill' && !a.graceful).length;
+    const sigkilledRoles = new Set<KillRole>();
     const scheduleLoop = (async () => {
       for (const a of actions) {
         const wait = startedAt + a.at - Date.now();
         if (wait > 0) await sleep(wait);
         if (a.kind === 'kill') {
-          await sup!.kill(a.downMs, () => checkSlot(`${a.graceful ? 'SIGTERM' : 'kill'} ${kills + 1}`), a.graceful);
+          const signal = a.graceful ? 'SIGTERM' : 'SIGKILL';
+          let target = 0;
+          let role: KillRole = 'owner';
+          let before: SlotView | null = null;
+          let takeover: Promise<{ ms: number; pid: number } | null> | undefined;
+          if (probe) {
+            before = await probe.viewRetrying(livePids);
+            const roleOf = (i: number): KillRole => (before?.lockPid == null ? 'neither' : sups[i]!.pid === before.lockPid ? 'owner' : 'standby');
+            target = Math.floor(rPick() * instances);
+            // A random instance each time, but the last SIGKILLs of the plan go to a role no
+            // SIGKILL has hit yet: every run kills both the owner and a standby.
+            if (!a.graceful) {
+              const missing = (['owner', 'standby'] as const).filter((r) => !sigkilledRoles.has(r));
+              const has = missing.map((r) => sups.findIndex((_, i) => roleOf(i) === r)).find((i) => i >= 0);
+              if (missing.length >= sigkillsLeft && has !== undefined && !missing.includes(roleOf(target) as 'owner' | 'standby')) target = has;
+              sigkillsLeft--;
+            }
+            role = roleOf(target);
+            if (!a.graceful) sigkilledRoles.add(role);
+          }
+          const at = Date.now();
+          await sups[target]!.kill(
+            a.downMs,
+            () => checkSlot(`${a.graceful ? 'SIGTERM' : 'kill'} ${kills + 1}`),
+            a.graceful,
+            (killedAt, pid) => {
+              if (probe && role === 'owner' && pid !== undefined) takeover = probe.awaitTakeover(killedAt, pid, before?.walsenderPid ?? null, livePids, FAILOVER_TIMEOUT_MS);
+            },
+          );
           kills++;
           if (a.graceful) terms++;
-          log(`  t+${round((Date.now() - startedAt) / 1000, 1)}s ${a.graceful ? 'SIGTERM' : 'SIGKILL'} #${kills} (down ${a.downMs} ms)`);
+          // The next fault waits for the slot to be streamed again, so it times this takeover alone.
+          const t = takeover ? await takeover : null;
+          const rec: KillRecord = { signal, instance: target, role, at_s: round((at - startedAt) / 1000, 1), failover_s: t ? round(t.ms / 1000, 3) : null };
+          if (t) rec.taken_over_by = t.pid === sups[target]!.pid ? 'restarted' : 'standby';
+          killLog.push(rec);
+          const who = probe ? ` instance ${target} (${role})${takeover ? (t ? `, slot streamed by the ${rec.taken_over_by} ${t.ms} ms after` : `, NO takeover within ${FAILOVER_TIMEOUT_MS / 1000} s`) : ''}` : '';
+          log(`  t+${round((Date.now() - startedAt) / 1000, 1)}s ${signal} #${kills}${who} (down ${a.downMs} ms)`);
         } else {
           await server!.restart();
           pgRestarts++;
@@ -1018,17 +1130,45 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       ...a.duplicateRequests.map((d) => ({ key: `antchain/${d.key}`, at: Date.parse(d.at) })),
       ...z.duplicateRequests.map((d) => ({ key: `zhima/${d.key}`, at: Date.parse(d.at) })),
     ];
-    const resends = resendsPerKill(sup.restarts, repeats, appliedAt);
+    const resends = resendsPerKill(restarts, repeats, appliedAt);
     if (resends.total !== a.duplicates + z.duplicates) log(`chaos: ${resends.total} repeats listed by the simulators, ${a.duplicates + z.duplicates} counted`);
     if (keyConflicts) examples.key_conflicts!.push(`antchain ${a.violations.filter((v) => v.reason === 'REQUEST_ID_CONFLICT').length}, zhima ${z.conflictingDuplicates}`);
 
+    // Several instances: the roles killed and the takeovers' times.
+    const multi: Pick<ChaosReport, 'kills_by_role' | 'failover_s' | 'handover_s' | 'failover_timeouts' | 'kill_log'> = {};
+    if (probe) {
+      const byRole = () => ({ owner: 0, standby: 0, neither: 0 });
+      multi.kills_by_role = { SIGKILL: byRole(), SIGTERM: byRole() };
+      for (const k of killLog) multi.kills_by_role[k.signal][k.role]++;
+      const stats = (xs: number[]): FailoverStats => ({
+        count: xs.length,
+        mean: xs.length ? round(xs.reduce((x, y) => x + y, 0) / xs.length, 3) : null,
+        max: xs.length ? Math.max(...xs) : null,
+      });
+      const ownerKills = (sig: 'SIGKILL' | 'SIGTERM') => killLog.filter((k) => k.signal === sig && k.role === 'owner');
+      const killed = ownerKills('SIGKILL');
+      const f = stats(killed.flatMap((k) => (k.failover_s === null ? [] : [k.failover_s])));
+      multi.failover_s = {
+        ...f,
+        target_max: FAILOVER_TARGET_S,
+        met: f.max !== null && f.max <= FAILOVER_TARGET_S,
+        by_standby: killed.filter((k) => k.taken_over_by === 'standby').length,
+        by_restarted: killed.filter((k) => k.taken_over_by === 'restarted').length,
+      };
+      multi.handover_s = stats(ownerKills('SIGTERM').flatMap((k) => (k.failover_s === null ? [] : [k.failover_s])));
+      const timeouts = killLog.filter((k) => k.role === 'owner' && k.failover_s === null);
+      multi.failover_timeouts = timeouts.length;
+      if (timeouts.length) examples.failover = timeouts.slice(0, 5).map((k) => `${k.signal} of the owner (instance ${k.instance}) at t+${k.at_s}s: no other process streamed the slot within ${FAILOVER_TIMEOUT_MS / 1000} s`);
+      multi.kill_log = killLog;
+    }
     const ok =
       lost === 0 && duplicates === 0 && orderViolations === 0 && ackedBeyond === 0 && keyConflicts === 0 && ledgerInconsistent === 0 && drained &&
-      kills === opts.kills && pgRestarts === opts.pgRestarts && (opts.preexisting === 0 || backfillDone);
+      kills === opts.kills && pgRestarts === opts.pgRestarts && (opts.preexisting === 0 || backfillDone) && (multi.failover_timeouts ?? 0) === 0;
     for (const k of Object.keys(examples)) if (examples[k]!.length === 0) delete examples[k];
     if (!drained) examples.drain = [`not drained within ${opts.drainTimeout} s`];
     if (opts.preexisting > 0 && !backfillDone) examples.backfill = [`no backfill run completed: ${backfillTail.split('\n').filter(Boolean).slice(-2).join(' | ').slice(0, 400)}`];
-    if (sup.unplanned.length) examples.unplanned_exits = sup.unplanned.slice(0, 3).map((u) => `exit ${u.code ?? u.signal}: ${u.tail.split('\n').filter(Boolean).slice(-2).join(' | ').slice(0, 400)}`);
+    const unplanned = sups.flatMap((s) => s.unplanned);
+    if (unplanned.length) examples.unplanned_exits = unplanned.slice(0, 3).map((u) => `exit ${u.code ?? u.signal}: ${u.tail.split('\n').filter(Boolean).slice(-2).join(' | ').slice(0, 400)}`);
     return {
       seed: opts.seed,
       ok,
@@ -1039,7 +1179,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       bulk_transactions: load.bulks,
       pg_restarts: pgRestarts,
       fault_windows: windowsApplied,
-      unplanned_exits: sup.unplanned.length,
+      unplanned_exits: unplanned.length,
       orders: load.count,
       events_expected: expected.size,
       deliveries_expected: deliveriesExpected,
@@ -1061,13 +1201,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       drained,
       seconds: round((Date.now() - t0) / 1000, 1),
       examples,
+      instances,
+      ...multi,
       replay:
         `npm run chaos -- --seed ${opts.seed} --duration ${opts.duration} --kills ${opts.kills} --preexisting ${opts.preexisting} --pg-restarts ${opts.pgRestarts} ` +
-        `--fault-windows ${opts.faultWindows} --rate ${opts.rate} --drain-timeout ${opts.drainTimeout}${opts.kafka ? ' --kafka' : ' --no-kafka'}${opts.sabotage ? ` --sabotage ${opts.sabotage}` : ''}`,
+        `--fault-windows ${opts.faultWindows} --rate ${opts.rate} --drain-timeout ${opts.drainTimeout}${opts.kafka ? ' --kafka' : ' --no-kafka'}${instances > 1 ? ` --instances ${instances}` : ''}${opts.sabotage ? ` --sabotage ${opts.sabotage}` : ''}`,
     };
   } finally {
     process.removeListener('SIGINT', onSigint);
-    await sup?.stop().catch(() => {});
+    await Promise.all(sups.map((s) => s.stop().catch(() => {})));
+    await probe?.close();
     for (const p of pools) await p.end().catch(() => {});
     await producer?.disconnect().catch(() => {});
     await kafkaAdmin?.disconnect().catch(() => {});
@@ -1109,7 +1252,30 @@ export function renderReport(r: ChaosReport): string {
     ['ledger_inconsistent (pairs unrecorded, recorded twice, or ahead of the cursor)', r.ledger_inconsistent, inv(r.ledger_inconsistent)],
     ['drained', String(r.drained), r.drained ? 'ok' : 'BROKEN'],
   ];
+  if (r.instances > 1) {
+    const role = (x: Record<KillRole, number>) => `${x.owner} / ${x.standby}${x.neither ? ` / ${x.neither} (no owner)` : ''}`;
+    const f = r.failover_s!;
+    rows.splice(
+      2,
+      0,
+      ['connector instances', r.instances, ''],
+      ['SIGKILLs of the slot owner / a standby', role(r.kills_by_role!.SIGKILL), ''],
+      ['SIGTERMs of the slot owner / a standby', role(r.kills_by_role!.SIGTERM), ''],
+      [
+        `failover_s mean / max (SIGKILL of the owner -> another process streams the slot; target max <= ${f.target_max} s)`,
+        `${f.mean ?? '-'} / ${f.max ?? '-'} (${f.count}: ${f.by_standby} by the standby, ${f.by_restarted} by the restarted one)`,
+        f.max === null ? '' : f.met ? 'ok' : 'OVER TARGET',
+      ],
+      ['handover_s mean / max (SIGTERM of the owner -> another process streams)', `${r.handover_s!.mean ?? '-'} / ${r.handover_s!.max ?? '-'} (${r.handover_s!.count})`, ''],
+      ['owner kills with no takeover within 30 s', r.failover_timeouts!, inv(r.failover_timeouts!)],
+    );
+  }
   const lines = [table(['', 'value', 'invariant'], rows)];
+  if (r.kill_log?.length) {
+    lines.push(
+      `restarts: ${r.kill_log.map((k, i) => `#${i + 1} ${k.signal === 'SIGTERM' ? 'TERM' : 'KILL'} i${k.instance} ${k.role}${k.failover_s !== null ? ` ${k.failover_s}s${k.taken_over_by === 'restarted' ? '(r)' : ''}` : ''}`).join(', ')}`,
+    );
+  }
   const rk = r.resends_per_kill;
   lines.push(
     `resends per restart (repeats of applied keys arriving between restart k and k+1; before the first: ${rk.before_first_kill}): ` +

@@ -1,10 +1,10 @@
 /**
- * `npm run chaos [-- --seed N] [--short] [--json] [--duration S] [--kills N] …`
+ * `npm run chaos [-- --seed N] [--short] [--json] [--duration S] [--kills N] [--instances N] …`
  * Prints a summary; with --json, one JSON object on the last line. Exits 1 when an invariant
  * breaks (the seed is printed so the run can be replayed).
  */
 import { parseArgs } from 'node:util';
-import { kcatAvailable, LONG, renderReport, runChaos, SHORT, type ChaosOptions } from './chaos.js';
+import { FAILOVER_TARGET_S, kcatAvailable, LONG, renderReport, runChaos, SHORT, type ChaosOptions } from './chaos.js';
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +21,7 @@ const { values } = parseArgs({
     sabotage: { type: 'string' },
     kafka: { type: 'boolean' },
     'no-kafka': { type: 'boolean' },
+    instances: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -38,6 +39,10 @@ if (values.help) {
   --drain-timeout S   seconds allowed for the final drain (default ${LONG.drainTimeout})
   --kafka / --no-kafka  also stream orders through a mock Kafka cluster (default: on for the
                       long run when kcat is installed, off for --short)
+  --instances N       connector processes on the same config and ledger (default 1): each restart
+                      hits a random one (the last SIGKILLs make sure both the slot owner and a
+                      standby were hit), and each SIGKILL of the owner is timed until another
+                      process streams the slot (failover_s, target max ${FAILOVER_TARGET_S} s)
   --sabotage KIND     self-test of the checker: lost | duplicate (the run must then FAIL)
   --json              one JSON object on the last line
 `);
@@ -55,10 +60,15 @@ const opts: ChaosOptions = {
   faultWindows: int(values['fault-windows'], base.faultWindows),
   rate: int(values.rate, base.rate),
   drainTimeout: int(values['drain-timeout'], base.drainTimeout),
+  instances: int(values.instances, 1),
   kafka: values['no-kafka'] ? false : values.kafka ?? (!values.short && kcatAvailable()),
   ...(values.sabotage === 'lost' || values.sabotage === 'duplicate' ? { sabotage: values.sabotage } : {}),
   log: (l) => process.stderr.write(`${l}\n`),
 };
+if (!Number.isInteger(opts.instances) || opts.instances! < 1) {
+  process.stderr.write('chaos: --instances must be a whole number of at least 1\n');
+  process.exit(2);
+}
 for (const [k, v] of Object.entries(opts)) {
   if (typeof v === 'number' && (!Number.isFinite(v) || v < 0)) {
     process.stderr.write(`chaos: --${k} must be a non-negative number\n`);
