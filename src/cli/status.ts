@@ -1,6 +1,7 @@
 import { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { clientConfig } from '../../connectors/sources/kafka/index.js';
+import { createLedger } from '../ledger/ledger.js';
 import { slotOwner } from '../../connectors/sources/postgres/ownership.js';
 import { ledgerUrl, sourceUrl } from '../app.js';
 import { parseListen } from '../admin/server.js';
@@ -39,7 +40,7 @@ export interface StatusReport {
       }
     | { id: string; kind: 'stored'; streams: Array<{ stream: string; position: string; updatedAt: string }> }
   >;
-  sinks: Array<SinkFigures & { paused: boolean | null; pausedReason?: string; pausedSince?: string; inflight: number | null }>;
+  sinks: Array<SinkFigures & { paused: boolean | null; pausedReason?: string; pausedSince?: string; inflight: number | null; shards: Record<string, number[]> }>;
   parkedInputs: { count: number; recent: ParkedInput[] };
   lastErrors: RecentError[];
   /**
@@ -74,12 +75,14 @@ export async function collectStatus(config: Config, options: { errors?: number; 
     ]);
     const exists = version > 0 && (await ledgerExists(ledger, schema));
     if (!exists) throw new Error(`ledger schema "${schema}" does not exist yet: run \`order-relay migrate -c <config>\` (or start \`run\` once)`);
-    const [figures, checkpoints, parkedCount, parkedRecent, errors] = await Promise.all([
+    const holders = createLedger(ledger, schema);
+    const [figures, checkpoints, parkedCount, parkedRecent, errors, shardHolders] = await Promise.all([
       sinkFigures(ledger, schema, Object.keys(config.sinks)),
       checkpointRows(ledger, schema),
       parkedInputCount(ledger, schema),
       parkedInputs(ledger, schema, 5),
       recentErrors(ledger, schema, options.errors ?? 10),
+      Promise.all(Object.keys(config.sinks).map(async (sink) => [sink, await holders.shardHolders(sink).catch(() => new Map<number, string>())] as const)),
     ]);
     const live = liveResult?.state;
     const sources: StatusReport['sources'] = [];
@@ -117,6 +120,7 @@ export async function collectStatus(config: Config, options: { errors?: number; 
           ...(st?.pausedReason ? { pausedReason: st.pausedReason } : {}),
           ...(st?.pausedSince ? { pausedSince: st.pausedSince } : {}),
           inflight: st ? st.inflight : null,
+          shards: byHolder(shardHolders.find(([sink]) => sink === f.sink)?.[1] ?? new Map()),
         };
       }),
       parkedInputs: { count: parkedCount, recent: parkedRecent },
@@ -128,6 +132,25 @@ export async function collectStatus(config: Config, options: { errors?: number; 
   } finally {
     await Promise.all([ledger.end(), source?.end()]);
   }
+}
+
+/** Which instance delivers which shards: holder → shards, in order. */
+function byHolder(holders: ReadonlyMap<number, string>): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const [shard, holder] of [...holders].sort((a, b) => a[0] - b[0])) (out[holder] ??= []).push(shard);
+  return out;
+}
+
+/** Shards as ranges: 0-3,6,8-9. */
+function ranges(xs: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < xs.length; i++) {
+    let j = i;
+    while (j + 1 < xs.length && xs[j + 1] === xs[j]! + 1) j++;
+    out.push(j > i ? `${xs[i]}-${xs[j]}` : String(xs[i]));
+    i = j;
+  }
+  return out.join(',');
 }
 
 /** Stored offsets per partition against each partition's end (high watermark). */
@@ -300,7 +323,7 @@ export function renderStatus(r: StatusReport): string {
   }
   out.push(
     table(
-      ['SINK', 'STATE', 'BACKLOG', 'OLDEST PENDING', 'RETRYING', 'PARKED', 'BLOCKED', 'DELIVERED 1m', 'DELIVERED'],
+      ['SINK', 'STATE', 'BACKLOG', 'OLDEST PENDING', 'RETRYING', 'PARKED', 'BLOCKED', 'DELIVERED 1m', 'DELIVERED', 'SHARDS BY INSTANCE'],
       r.sinks.map((s) => [
         s.sink,
         s.paused === null ? '?' : s.paused ? 'PAUSED' : 'ok',
@@ -311,6 +334,7 @@ export function renderStatus(r: StatusReport): string {
         s.blocked,
         s.deliveredLastMinute,
         s.delivered,
+        Object.entries(s.shards).map(([holder, xs]) => `${holder} ${ranges(xs)}`).join('; ') || '(none held)',
       ]),
     ),
   );

@@ -1,7 +1,8 @@
 import { setMaxListeners } from 'node:events';
 import { failpoint } from '../core/failpoints.js';
 import type { AttemptInfo, DeliveryOutcome, Sink } from '../core/sink.js';
-import type { AppendResult, ClaimedDelivery, Ledger, LogEntry, LogFlush, Settlement, SinkOwnership } from '../ledger/ledger.js';
+import { FencedError } from '../core/source.js';
+import type { AppendResult, ClaimedDelivery, Ledger, LogEntry, LogFlush, Settlement, ShardFence, ShardLeases } from '../ledger/ledger.js';
 import type { Logger } from '../log.js';
 import { backoffMs, TokenBucket } from './backoff.js';
 import { FailureRun } from './outage.js';
@@ -51,6 +52,9 @@ export interface SinkState {
   window: number;
   /** Settled events whose outcome is not yet written (a crash sends them again). */
   unflushed: number;
+  /** The shards of the ledger and those this instance delivers now (see `dispatcher.lease`). */
+  shards: number;
+  owned: number[];
 }
 
 const PROBE_INITIAL_MS = 1_000;
@@ -58,6 +62,10 @@ const PROBE_MAX_MS = 60_000;
 /** A retry due later than this becomes a delivery row at once instead of waiting in memory. */
 const QUICK_RETRY_MAX_MS = 2_000;
 const READ_BATCH = 512;
+/** How often an instance looks at how many share the sink and takes or gives shards to even them out. */
+const BALANCE_MS = 1_000;
+/** A fence no write passes (an epoch no owner has). */
+const NO_SHARDS: ShardFence = { names: ['(no shards held)'], epochs: [-1] };
 
 /** One event of the log, held by the worker from when it is read until its cursor passes it. */
 interface Slot {
@@ -138,7 +146,13 @@ export class SinkWorker {
   private flushTimer: NodeJS.Timeout | null = null;
   private lastBlockPrune = 0;
   private closed = false;
-  private ownership: SinkOwnership | null = null;
+  private leases: ShardLeases | null = null;
+  /** The shards this window delivers (held when it was made). */
+  private owned: ReadonlySet<number> = new Set();
+  private nextBalance = 0;
+  /** Giving or taking shards: no attempt starts. */
+  private resharding = false;
+  private standingBy = false;
   private epoch = 0;
 
   constructor(
@@ -193,7 +207,7 @@ export class SinkWorker {
     for (const e of appended.entries) {
       if (e.seq <= this.readPos) continue;
       this.readPos = e.seq;
-      if (e.sinks.includes(this.sink.name)) this.admit(e, e.blocked.has(this.sink.name), -1);
+      if (e.sinks.includes(this.sink.name) && this.owned.has(e.shard)) this.admit(e, e.blocked.has(this.sink.name), -1);
     }
     this.kick();
   }
@@ -214,6 +228,8 @@ export class SinkWorker {
       paused: this.paused !== null,
       window: this.held,
       unflushed: this.toFlush.length,
+      shards: this.leases?.shards ?? this.cursors.length,
+      owned: this.ready ? [...this.owned].sort((a, b) => a - b) : [],
       ...(this.paused
         ? { pausedCode: this.paused.code, pausedReason: `${this.paused.code}: ${this.paused.message}`, pausedSince: this.paused.since.toISOString() }
         : {}),
@@ -242,55 +258,113 @@ export class SinkWorker {
       this.settleHeldAsRows();
       await this.flushLog(true);
     }
-    const owned = this.ownership;
-    this.ownership = null;
-    await owned?.release();
+    const leases = this.leases;
+    this.leases = null;
+    await leases?.release();
   }
 
   /**
-   * Becomes the one process delivering this sink (see `Ledger.ownSink`), then loads the
-   * cursors. Another instance holding it: stand by and try again. The lock lost (its
-   * connection failed): everything held in memory is dropped, unsent; the next owner
-   * reads it again from the cursors, under the same keys.
+   * Joins the instances delivering this sink (`Ledger.shardLeases`), takes this instance's
+   * share of the shards, then loads the cursors and makes the window of those shards. With
+   * no shard free (others hold them all): stand by and look again. The lease connection
+   * lost: everything held in memory is dropped, unsent; the shards' next owners read it
+   * again from the cursors, under the same keys.
    */
   private async takeOwnership(): Promise<void> {
-    let announced = false;
     while (this.running && !this.ready) {
       try {
-        const owned = await this.ledger.ownSink(this.sink.name, this.options.lease);
-        if (!owned) {
-          if (!announced) this.log.info('another instance delivers this sink; standing by');
-          announced = true;
-          await this.idle(2_000);
+        if (!this.leases) {
+          const leases = await this.ledger.shardLeases(this.sink.name, this.options.lease);
+          this.leases = leases;
+          void leases.lost.then((err) => {
+            if (this.leases !== leases) return;
+            this.log.warn({ err: String(err) }, 'lost the connection that holds this instance\'s shards of the sink; dropping what it holds and joining again');
+            this.loseShards();
+          });
+        }
+        await this.balance();
+        const leases = this.leases;
+        if (!leases) continue;
+        if (leases.held().size === 0) {
+          if (!this.standingBy) this.log.info('other instances deliver every shard of this sink; standing by');
+          this.standingBy = true;
+          await this.idle(BALANCE_MS);
           continue;
         }
-        this.ownership = owned;
-        try {
-          this.cursors = await this.ledger.cursors(this.sink.name);
-        } catch (err) {
-          this.ownership = null;
-          await owned.release();
-          throw err;
-        }
+        const owned = new Set(leases.held().keys());
+        const cursors = await this.ledger.cursors(this.sink.name);
+        if (this.leases !== leases || !this.running) continue;
+        this.cursors = cursors;
+        this.owned = owned;
         this.shardQueues = this.cursors.map(() => []);
-        this.readPos = Math.min(...this.cursors);
+        this.readPos = Math.min(...[...owned].map((x) => this.cursors[x]!));
         this.ready = true;
         this.reads.succeeded();
-        if (announced) this.log.info('this instance now delivers the sink');
-        void owned.lost.then((err) => {
-          if (this.ownership !== owned) return;
-          this.log.warn({ err: String(err) }, 'lost the connection that makes this instance the one delivering the sink; dropping what it holds and taking it again');
-          this.dropWindow();
-          this.ownership = null;
-          // Its client goes back to no pool (else the pool's end would wait for it forever).
-          void owned.release();
-          this.kick();
-        });
+        this.log.info({ shards: owned.size, of: leases.shards }, this.standingBy ? 'this instance now delivers shards of the sink' : 'delivering shards of the sink');
+        this.standingBy = false;
       } catch (err) {
         this.reads.failed(err);
         await this.idle(1_000);
       }
     }
+  }
+
+  /**
+   * Evens the shards out over the instances delivering the sink: takes free ones up to this
+   * instance's share (`ceil(shards / instances)`), and says which it holds beyond that
+   * (`excess`: given back once their window is written, see `reshard`).
+   */
+  private async balance(): Promise<{ took: number[]; excess: number[] }> {
+    this.nextBalance = Date.now() + BALANCE_MS;
+    const leases = this.leases;
+    if (!leases) return { took: [], excess: [] };
+    const members = Math.max(1, await leases.members());
+    const share = Math.ceil(leases.shards / members);
+    const held = [...leases.held().keys()];
+    if (held.length > share) return { took: [], excess: held.sort((a, b) => b - a).slice(0, held.length - share) };
+    if (held.length === share) return { took: [], excess: [] };
+    // Start somewhere different from the other instances: fewer locks tried in vain.
+    const start = Math.floor(Math.random() * leases.shards);
+    const candidates = Array.from({ length: leases.shards }, (_, i) => (start + i) % leases.shards).filter((x) => !leases.held().has(x));
+    return { took: await leases.take(candidates, share - held.length), excess: [] };
+  }
+
+  /**
+   * A change of the shards this instance holds: no attempt starts, those in flight finish
+   * (for a while), what settled and the cursors are written, the window is dropped, the
+   * excess shards are given back, and the window is made again from the cursors of the
+   * shards now held.
+   */
+  private async reshard(excess: number[]): Promise<void> {
+    this.resharding = true;
+    try {
+      const deadline = Date.now() + Math.min(this.policy.timeout, 5_000);
+      while (this.inflight > 0 && Date.now() < deadline && this.ready) await this.idle(Math.min(50, deadline - Date.now()));
+      await this.release();
+      if (this.ready) {
+        if (this.flushTimer) clearTimeout(this.flushTimer);
+        this.flushTimer = null;
+        await this.flushing;
+        await this.flushLog(false);
+      }
+      this.dropWindow();
+      if (excess.length) {
+        await this.leases?.give(excess);
+        this.log.info({ given: excess.length }, 'gave shards of the sink to another instance');
+      }
+    } finally {
+      this.resharding = false;
+    }
+  }
+
+  /** Every shard is gone (the lease connection failed, or a write was fenced): drop the window and join again. */
+  private loseShards(): void {
+    const leases = this.leases;
+    this.leases = null;
+    this.dropWindow();
+    // Its client goes back to no pool (else the pool's end would wait for it forever).
+    void leases?.release();
+    this.kick();
   }
 
   /**
@@ -311,6 +385,7 @@ export class SinkWorker {
   /** Forgets the log's slots held in memory (none is written): the cursors stay where they are. */
   private dropWindow(): void {
     this.ready = false;
+    this.owned = new Set();
     this.epoch++;
     for (const q of this.shardQueues) for (const slot of q) slot.state = 'done';
     this.shardQueues = [];
@@ -326,6 +401,24 @@ export class SinkWorker {
     while (this.running) {
       if (!this.ready) {
         await this.takeOwnership();
+        continue;
+      }
+      if (Date.now() >= this.nextBalance) {
+        try {
+          const change = await this.balance();
+          if (change.took.length || change.excess.length) {
+            await this.reshard(change.excess);
+            continue;
+          }
+        } catch (err) {
+          // Looked at again at the next balance; a lease connection that failed says so itself.
+          this.log.debug({ err: String(err) }, 'could not look at the sink\'s shards');
+        }
+      }
+      if (!this.leases?.fresh()) {
+        // Not heard from the lease connection for most of the lease (this process was
+        // frozen?): its shards may be another's by now. No attempt starts until it answers.
+        await this.idle(50);
         continue;
       }
       const probing = this.paused !== null;
@@ -371,7 +464,7 @@ export class SinkWorker {
     const epoch = this.epoch;
     let got;
     try {
-      got = await this.ledger.readLog(this.sink.name, from, limit);
+      got = await this.ledger.readLog(this.sink.name, from, limit, this.ownedFilter());
       this.reads.succeeded();
     } catch (err) {
       this.reads.failed(err);
@@ -391,6 +484,16 @@ export class SinkWorker {
     }
     this.scheduleFlush();
     return admitted > 0;
+  }
+
+  /** What this instance's writes are fenced by: no shards held, nothing can be written. */
+  private fence(): ShardFence {
+    return this.leases?.fence() ?? NO_SHARDS;
+  }
+
+  /** The shards to read and claim: null when this instance holds them all. */
+  private ownedFilter(): number[] | null {
+    return this.owned.size === this.cursors.length ? null : [...this.owned];
   }
 
   /** Takes an event into the window; false when its shard's cursor has passed it already. */
@@ -477,6 +580,7 @@ export class SinkWorker {
   private cursorTargets(): Array<{ shard: number; seq: number }> {
     const out: Array<{ shard: number; seq: number }> = [];
     this.shardQueues.forEach((q, shard) => {
+      if (!this.owned.has(shard)) return;
       const target = Math.max(this.cursors[shard]!, q.length ? q[0]!.entry.seq - 1 : this.readPos);
       if (target > this.cursors[shard]!) out.push({ shard, seq: target });
     });
@@ -517,10 +621,15 @@ export class SinkWorker {
       }
       const epoch = this.epoch;
       try {
-        await this.ledger.flushLog(flush);
+        await this.ledger.flushLog(flush, this.fence());
         this.flushes.succeeded();
       } catch (err) {
         if (epoch !== this.epoch) return;
+        if (err instanceof FencedError) {
+          this.log.warn({ outcomes: batch.length }, 'another instance took shards of this sink meanwhile: nothing of this window was written; joining again (the new owners send what was not written, under the same keys)');
+          this.loseShards();
+          return;
+        }
         this.flushes.failed(err, { outcomes: batch.length });
         this.toFlush.unshift(...batch);
         if (final && Date.now() > this.settleDeadline) {
@@ -583,7 +692,8 @@ export class SinkWorker {
     if (want <= 0) return false;
     const wakes = this.wakes;
     try {
-      const claimed = await this.ledger.claim(this.sink.name, want, this.leaseMs());
+      if (!this.leases) return false;
+      const claimed = await this.ledger.claim(this.sink.name, want, this.leaseMs(), this.ownedFilter(), this.leases.fence());
       this.claims.succeeded();
       for (const delivery of claimed) this.queue.push({ kind: 'claim', delivery });
       if (claimed.length < want && wakes === this.wakes) this.exhausted = true;
@@ -762,9 +872,15 @@ export class SinkWorker {
       }
       const batch = this.settleQueue.splice(0, 1000);
       try {
-        await this.ledger.settle(batch);
+        await this.ledger.settle(batch, this.fence());
         this.settles.succeeded();
       } catch (err) {
+        if (err instanceof FencedError) {
+          // Their rows' claims run out; the shards' owner sends them again under the same keys.
+          this.log.warn({ outcomes: batch.length }, 'another instance took shards of this sink meanwhile: these outcomes were not recorded');
+          for (const s of batch) this.pending.delete(s.deliveryId);
+          continue;
+        }
         this.settles.failed(err, { outcomes: batch.length });
         this.settleQueue.unshift(...batch);
         await sleep(500);

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { BusinessEvent, Row } from '../core/events.js';
 import { FencedError, type BadInput, type Checkpoint, type Fence } from '../core/source.js';
 import type { AttemptInfo } from '../core/sink.js';
-import { keepLease } from '../core/lease.js';
+import { instanceName, keepLease } from '../core/lease.js';
 import { storableText } from '../core/trust.js';
 import { encodeAppend } from './append-encode.js';
 import * as sql from './sql.js';
@@ -155,6 +155,14 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     }
   }
 
+  // The shard count is fixed when the ledger is made.
+  let shardsKnown: number | null = null;
+  async function shardCount(): Promise<number> {
+    if (shardsKnown !== null) return shardsKnown;
+    const { rows } = await pool.query<{ value: string }>(sql.ledgerSetting(s), ['shards']);
+    return (shardsKnown = Number(rows[0]!.value));
+  }
+
   /** Throws FencedError unless `fence` is still its name's epoch; in the append's transaction, after its lock. */
   async function checkFence(db: pg.ClientBase | Queryable, fence: Fence): Promise<void> {
     const { rows } = await db.query<{ epoch: string }>(sql.fenceCheck(s), [fence.name]);
@@ -270,46 +278,94 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     },
 
     /**
-     * Makes this process the one that delivers `sink` from the log: a session advisory lock
-     * on a connection of its own, held until `release` or until that connection fails
-     * (`lost` then settles). Null when another process holds it. Two dispatchers of one
-     * sink would both read the log from the same cursors and send everything twice.
+     * This process's lease connection for delivering `sink` (see sql.ts, SHARD_KEY): it joins
+     * the sink's members at once, then takes and gives shards (`take`, `give`). Every shard
+     * it holds is lost together when that connection fails (`lost` settles), or when it
+     * stays silent past `leaseMs` (a frozen process: the server ends the session). Two
+     * dispatchers of one shard would both read the log from the same cursors and send
+     * everything twice; the epochs taken with each shard fence every write (`ShardFence`).
      */
-    async ownSink(sink: string, leaseMs = 10_000): Promise<SinkOwnership | null> {
-      if ('release' in pool) throw new Error('ownSink needs a pool, not a client in a transaction');
+    async shardLeases(sink: string, leaseMs = 10_000, holder = instanceName()): Promise<ShardLeases> {
+      if ('release' in pool) throw new Error('shardLeases needs a pool, not a client in a transaction');
       const bit = await sinkBits([sink]).then((b) => b.get(sink)!);
+      const shards = await shardCount();
+      const base = sql.shardKeyBase(bit);
       const client = await (pool as pg.Pool).connect();
       let lost!: (err: Error) => void;
       const lostP = new Promise<Error>((r) => (lost = r));
       const onError = (err: Error) => lost(err);
       client.on('error', onError);
+      let aliveAt = Date.now();
+      let stopLease = () => {};
       try {
-        const { rows } = await client.query<{ ok: boolean }>(sql.ownSink, [lockClass, sql.SINK_OWNER_KEY + bit]);
-        if (!rows[0]?.ok) {
-          client.removeListener('error', onError);
-          await endClient(client);
-          return null;
-        }
+        await client.query(`SET application_name = '${`${SHARD_LEASE_APP} ${holder}`.slice(0, 63).replaceAll("'", "''")}'`);
+        await client.query(sql.joinMembers, [lockClass, sql.MEMBER_KEY + bit]);
+        stopLease = await keepLease(client, leaseMs, lost, () => (aliveAt = Date.now()));
       } catch (err) {
         client.removeListener('error', onError);
         await endClient(client, err as Error);
         throw err;
       }
-      client.once('end', () => lost(new Error('the connection holding the sink ended')));
-      const stopLease = await keepLease(client, leaseMs, lost);
-      void lostP.then(stopLease);
+      client.once('end', () => lost(new Error('the connection holding the shards ended')));
+      void lostP.then(() => stopLease());
+      const held = new Map<number, number>();
+      let fenceCache: ShardFence | null = null;
       return {
+        shards,
         lost: lostP,
+        held: () => held,
+        fresh: () => Date.now() - aliveAt < leaseMs * 0.75,
+        fence() {
+          fenceCache ??= { names: [...held.keys()].map((k) => sql.shardOwnerName(sink, k)), epochs: [...held.values()] };
+          return fenceCache;
+        },
+        async members() {
+          const { rows } = await client.query<{ n: number }>(sql.countMembers, [lockClass, sql.MEMBER_KEY + bit]);
+          aliveAt = Date.now();
+          return rows[0]!.n;
+        },
+        async take(candidates: readonly number[], max: number) {
+          const want = candidates.filter((x) => !held.has(x) && x >= 0 && x < shards);
+          if (want.length === 0 || max <= 0) return [];
+          const { rows } = await client.query<{ shard: number }>(sql.tryShards, [lockClass, base, want, max]);
+          const got = rows.map((r) => r.shard);
+          if (got.length === 0) return [];
+          // Locked first, then the epochs: a write fenced by the old owner's epochs is refused from here on.
+          const claimed = await client.query<{ name: string; epoch: string }>(sql.claimOwners(s), [got.map((x) => sql.shardOwnerName(sink, x)), holder]);
+          const epochs = new Map(claimed.rows.map((r) => [r.name, Number(r.epoch)]));
+          for (const x of got) held.set(x, epochs.get(sql.shardOwnerName(sink, x))!);
+          fenceCache = null;
+          aliveAt = Date.now();
+          return got;
+        },
+        async give(list: readonly number[]) {
+          const mine = list.filter((x) => held.has(x));
+          if (mine.length === 0) return;
+          for (const x of mine) held.delete(x);
+          fenceCache = null;
+          await client.query(sql.giveShards, [lockClass, base, mine]);
+        },
         async release() {
           stopLease();
+          held.clear();
+          fenceCache = null;
           client.removeListener('error', onError);
           // A connection already dying (its session ended by the lease) still emits 'error':
           // unheard, that would end the process.
           client.on('error', () => {});
-          await client.query(sql.disownSink, [lockClass, sql.SINK_OWNER_KEY + bit]).catch(() => {});
+          // Its session ends with the client, and every lock with it.
           await endClient(client);
         },
       };
+    },
+
+    /** Which instance holds each shard of `sink` (its lease connection's holder name), by shard. */
+    async shardHolders(sink: string): Promise<Map<number, string>> {
+      // Read only (status): a sink never registered has no holders.
+      const bit = (await pool.query<{ name: string; bit: number }>(sql.loadSinks(s))).rows.find((r) => r.name === sink)?.bit;
+      if (bit === undefined) return new Map();
+      const { rows } = await pool.query<{ shard: number; app: string }>(sql.shardHolders, [lockClass, sql.shardKeyBase(bit)]);
+      return new Map(rows.map((r) => [r.shard, r.app.startsWith(`${SHARD_LEASE_APP} `) ? r.app.slice(SHARD_LEASE_APP.length + 1) : r.app]));
     },
 
     /** A sink's cursors (made when missing), one per shard. */
@@ -323,10 +379,10 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
      * Up to `limit` events for `sink` after `after`, in seq order; `horizon`: with fewer
      * than asked, every event up to it has been seen.
      */
-    async readLog(sink: string, after: number, limit: number): Promise<{ entries: LogEntry[]; horizon: number }> {
+    async readLog(sink: string, after: number, limit: number, shards: readonly number[] | null = null): Promise<{ entries: LogEntry[]; horizon: number }> {
       const bit = await sinkBits([sink]).then((b) => b.get(sink)!);
       const { rows } = await hot.query<{ horizon: string | null; rows: Array<{ seq: number; shard: number; id: string; order_key: string; committed_at: string; payload: BusinessEvent; blocked: boolean }> }>(
-        named('read_log', readText, [after, 1 << bit, limit, sink]),
+        named('read_log', readText, [after, 1 << bit, limit, sink, shards]),
       );
       const r = rows[0]!;
       const entries = r.rows.map((x): LogEntry => ({
@@ -342,13 +398,13 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       return { entries, horizon: Math.max(Number(r.horizon ?? 0), entries.at(-1)?.seq ?? 0) };
     },
 
-    /** Outcomes, exceptions and cursors of one sink: one statement. */
-    async flushLog(f: LogFlush): Promise<void> {
+    /** Outcomes, exceptions and cursors of one sink: one statement. FencedError when `fence` is no longer this process's. */
+    async flushLog(f: LogFlush, fence?: ShardFence): Promise<void> {
       const o = f.outcomes;
       const e = f.exceptions;
       const a = f.attempts;
       const text = (x: string | undefined | null) => (x == null ? null : storableText(x));
-      await hot.query(
+      const { rows } = await hot.query<{ fenced_ok: boolean }>(
         named('flush_log', flushText, [
           f.sink,
           o.map((x) => x.seq),
@@ -383,8 +439,11 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
           f.cursors.map((c) => c.seq),
           o.map((x) => x.shard),
           o.map((x) => text(x.message)),
+          fence?.names ?? null,
+          fence?.epochs ?? null,
         ]),
       );
+      if (!rows[0]!.fenced_ok) throw shardsFenced(f.sink, fence);
     },
 
     /** Of these orders, those with an open delivery (an exception) for the sink. */
@@ -393,10 +452,11 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       return new Set(rows.map((r) => r.order_key));
     },
 
-    async claim(sink: string, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+    /** Due exceptions of `sink` (of `shards` only, when given), leased for `leaseMs`; none once `fence` is stale. */
+    async claim(sink: string, limit: number, leaseMs: number, shards: readonly number[] | null = null, fence?: ShardFence): Promise<ClaimedDelivery[]> {
       const { rows } = await pool.query<{ id: string; event_id: string; sink: string; attempt: number; payload: BusinessEvent; committed_at: Date }>(
         sql.claimExceptions(s),
-        [sink, limit, leaseMs],
+        [sink, limit, leaseMs, shards ? await shardCount() : null, shards, fence?.names ?? null, fence?.epochs ?? null],
       );
       return rows
         .map((r) => ({ id: r.id, eventId: r.event_id, sink: r.sink, attempt: r.attempt, event: r.payload, committedAt: r.committed_at }))
@@ -404,7 +464,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     },
 
     /** Records outcomes of exception attempts; returns how many were applied (stale ones are not). */
-    async settle(settlements: Settlement[]): Promise<number> {
+    async settle(settlements: Settlement[], fence?: ShardFence): Promise<number> {
       if (settlements.length === 0) return 0;
       const col = <T>(f: (x: Settlement) => T): T[] => settlements.map(f);
       const params: unknown[] = [
@@ -424,11 +484,14 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         col((x) => x.info?.remoteSubCode ?? null),
         col((x) => x.info?.remoteMessage ?? null),
         col((x) => (x.info ? Math.round(x.info.durationMs) : null)),
+        fence?.names ?? null,
+        fence?.epochs ?? null,
       ];
       const prune = settlements.filter((x) => x.attempt > history);
       const r = prune.length
-        ? await pool.query<{ n: number }>(sql.settleExceptionsAndPrune(s), [...params, prune.map((x) => x.sink), prune.map((x) => x.deliveryId), prune.map((x) => x.attempt - history)])
-        : await hot.query<{ n: number }>(named('settle', settleText, params));
+        ? await pool.query<{ n: number; fenced_ok: boolean }>(sql.settleExceptionsAndPrune(s), [...params, prune.map((x) => x.sink), prune.map((x) => x.deliveryId), prune.map((x) => x.attempt - history)])
+        : await hot.query<{ n: number; fenced_ok: boolean }>(named('settle', settleText, params));
+      if (!r.rows[0]!.fenced_ok) throw shardsFenced(settlements[0]!.sink, fence);
       return r.rows[0]!.n;
     },
 
@@ -441,10 +504,36 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
   };
 }
 
-export interface SinkOwnership {
-  /** Settles when the connection holding the lock fails: the sink is no longer ours. */
+/** The application_name of a lease connection: this prefix, then the holder (host:pid). */
+export const SHARD_LEASE_APP = 'order-relay-shards';
+
+/** The epochs of the shards a process holds (see `ShardLeases`): its writes land only while they are current. */
+export interface ShardFence {
+  names: string[];
+  epochs: number[];
+}
+
+/** One process's hold on a sink's delivery shards (`Ledger.shardLeases`). */
+export interface ShardLeases {
+  /** Shards of the ledger. */
+  shards: number;
+  /** Settles when the lease connection fails: no shard is ours any more. */
   lost: Promise<Error>;
+  /** Shards held, with the epoch each was taken at. */
+  held(): ReadonlyMap<number, number>;
+  /** Whether the lease was confirmed recently enough to start an attempt (a process that was frozen is not, until it hears from its connection). */
+  fresh(): boolean;
+  fence(): ShardFence;
+  /** Processes delivering this sink now (this one included). */
+  members(): Promise<number>;
+  /** Takes up to `max` of these shards that no one holds; the ones taken. */
+  take(candidates: readonly number[], max: number): Promise<number[]>;
+  give(shards: readonly number[]): Promise<void>;
   release(): Promise<void>;
+}
+
+function shardsFenced(sink: string, fence: ShardFence | undefined): FencedError {
+  return new FencedError({ name: `shards of ${sink} (${fence?.names.length ?? 0} held)`, epoch: fence?.epochs[0] ?? 0 }, null);
 }
 
 /** A client that held a session lock goes back to no pool: its session ends, and the lock with it. */

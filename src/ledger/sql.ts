@@ -14,10 +14,48 @@
 /** The advisory lock every append (and partition rotation) takes: one writer of the log at a time. */
 export const APPEND_LOCK_KEY = -1;
 
-/** Session advisory locks on (lockClass, SINK_OWNER_KEY + bit): the process that delivers a sink. */
-export const SINK_OWNER_KEY = 1_000;
-export const ownSink = `SELECT pg_try_advisory_lock($1::int, $2::int) AS ok`;
-export const disownSink = `SELECT pg_advisory_unlock($1::int, $2::int)`;
+/**
+ * Delivery shards (see ARCHITECTURE.md, I16): the instance that delivers (sink, shard) holds
+ * the session advisory lock (lockClass, SHARD_KEY + bit * MAX_SHARDS + shard) on its lease
+ * connection, and every instance delivering a sink holds (lockClass, MEMBER_KEY + bit) in
+ * shared mode there: their count is how many instances share the sink's shards.
+ */
+export const SHARD_KEY = 1_000_000;
+export const MEMBER_KEY = 2_000;
+export const MAX_SHARDS = 4096;
+export const shardKeyBase = (bit: number) => SHARD_KEY + bit * MAX_SHARDS;
+/** $1 lock class, $2 MEMBER_KEY + bit. */
+export const joinMembers = `SELECT pg_advisory_lock_shared($1::int, $2::int)`;
+const inThisDatabase = `l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+export const countMembers = `SELECT count(*)::int AS n FROM pg_locks l WHERE ${inThisDatabase} AND l.classid::int = $1 AND l.objid::int = $2`;
+/** Tries the shards' locks in the order given and stops after $4 taken. $1 lock class, $2 shardKeyBase(bit), $3 shards. */
+export const tryShards = `SELECT s AS shard FROM unnest($3::int[]) AS s WHERE pg_try_advisory_lock($1::int, $2::int + s) LIMIT $4`;
+export const giveShards = `SELECT count(pg_advisory_unlock($1::int, $2::int + s))::int AS n FROM unnest($3::int[]) AS s`;
+/** Who holds each shard's lock of a sink: the lease connection's application_name. */
+export const shardHolders = `
+  SELECT l.objid::int - $2::int AS shard, a.application_name AS app
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+   WHERE ${inThisDatabase} AND l.classid::int = $1 AND l.objid::int >= $2::int AND l.objid::int < $2::int + ${MAX_SHARDS}`;
+/** The shard of an order key, as the append assigns it (and so every delivery row of the order). */
+export const shardOf = (orderKey: string, shards: string) => `((hashtext(${orderKey}) & 2147483647) % ${shards})`;
+/** The fencing name of a (sink, shard) in `owners`. */
+export const shardOwnerName = (sink: string, shard: number) => `shard:${sink}:${shard}`;
+/** A new owner of shards takes their next epochs: $1 names, $2 holder. */
+export const claimOwners = (s: string) => /* sql */ `
+  INSERT INTO ${s}.owners (name, epoch, holder) SELECT n, 1, $2 FROM unnest($1::text[]) AS n
+  ON CONFLICT (name) DO UPDATE SET epoch = ${s}.owners.epoch + 1, holder = EXCLUDED.holder, at = now()
+  RETURNING name, epoch::text`;
+/**
+ * A statement's fence: true when every name still has the epoch given (and none is given),
+ * each row held FOR SHARE until the commit, so a new owner's claim waits for the write and
+ * every write after the claim is refused. Every write of the statement is conditioned on it.
+ */
+const fence = (s: string, names: string, epochs: string) => /* sql */ `fence AS MATERIALIZED (
+    SELECT count(*) = coalesce(cardinality(${names}::text[]), 0) AS ok FROM (
+      SELECT 1 FROM ${s}.owners w JOIN unnest(${names}::text[], ${epochs}::bigint[]) AS f(name, epoch)
+          ON w.name = f.name AND w.epoch = f.epoch
+       FOR SHARE OF w) held
+  )`;
 
 /** Open deliveries: what later deliveries of the same (sink, order) wait behind. */
 export const OPEN = `('pending', 'rejected')`;
@@ -69,7 +107,7 @@ export function append(s: string, handOver: boolean): string {
       SELECT value::int AS shards FROM ${s}.settings WHERE key = 'shards'
     ), ev AS (
       INSERT INTO ${s}.log (seq, id, shard, sinks, code, order_key, committed_at, source, position, payload)
-      SELECT $2::bigint + x.ord, x.id, ((hashtext(x.order_key) & 2147483647) % n.shards)::smallint, x.sinks, x.code,
+      SELECT $2::bigint + x.ord, x.id, ${shardOf('x.order_key', 'n.shards')}::smallint, x.sinks, x.code,
              x.order_key, x.committed_at, $1, x.position, x.payload::json
         FROM ROWS FROM (unnest($3::bytea[], $4::int[], $5::text[], $6::text[], $7::timestamptz[], $8::text[]), string_to_table($9::text, E'\x1e'))
              WITH ORDINALITY AS x(id, sinks, code, order_key, committed_at, position, payload, ord), n
@@ -129,7 +167,8 @@ export function append(s: string, handOver: boolean): string {
  * The log forward from a seq, for one sink: $1 after this seq, $2 the sink's bit, $3 at most
  * this many, $4 the sink. `horizon` is the highest seq visible to the same snapshot: with
  * fewer rows than asked, every event up to it has been seen. `blocked`: the order has an open
- * delivery (an exception) for the sink, which this event must wait behind.
+ * delivery (an exception) for the sink, which this event must wait behind. $5: only these
+ * shards (null: all).
  */
 export const readLog = (s: string) => /* sql */ `
   SELECT (SELECT max(seq)::text FROM ${s}.log) AS horizon,
@@ -137,23 +176,24 @@ export const readLog = (s: string) => /* sql */ `
            SELECT l.seq, l.shard, encode(l.id, 'hex') AS id, l.order_key, l.committed_at, l.payload,
                   ${holds(s, '$4', 'l.order_key')} AS blocked
              FROM ${s}.log l
-            WHERE l.seq > $1 AND (l.sinks & $2) <> 0
+            WHERE l.seq > $1 AND (l.sinks & $2) <> 0 AND ($5::smallint[] IS NULL OR l.shard = ANY($5::smallint[]))
             ORDER BY l.seq
             LIMIT $3) r), '[]') AS rows`;
 
 /**
  * What a sink settled as its cursors passed: outcomes, new exceptions with their attempt
- * history, and the cursors, in one statement. $1 the sink.
+ * history, and the cursors, in one statement. $1 the sink; $34, $35 the fence (names and
+ * epochs of the shards this instance holds): written only while they are still its.
  */
 export const flushLog = (s: string) => /* sql */ `
-  WITH o AS (
+  WITH ${fence(s, '$34', '$35')}, o AS (
     INSERT INTO ${s}.outcomes (seq, sink, status, attempts, request_id, http_status, remote_code, message, result)
     SELECT o.seq, $1, o.status, o.attempts, o.request_id, o.http_status, o.remote_code, o.message, o.result::jsonb
       FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::int[], $7::text[], $8::text[], $32::int[], $33::text[])
            AS o(seq, status, attempts, request_id, http_status, remote_code, result, shard, message)
      -- A flush sent again after it committed (its answer was lost) finds its cursor already
      -- past: written once. (All parts of the statement see the cursors as they were before it.)
-     WHERE NOT EXISTS (SELECT 1 FROM ${s}.cursors c WHERE c.sink = $1 AND c.shard = o.shard AND c.seq >= o.seq)
+     WHERE (SELECT ok FROM fence) AND NOT EXISTS (SELECT 1 FROM ${s}.cursors c WHERE c.sink = $1 AND c.shard = o.shard AND c.seq >= o.seq)
     RETURNING 1
   ), e AS (
     INSERT INTO ${s}.deliveries (event_id, sink, id, order_key, status, attempts, next_attempt_at, last_code, last_message,
@@ -175,6 +215,7 @@ export const flushLog = (s: string) => /* sql */ `
                 AND k.sink = $1 AND k.order_key = e.order_key AND k.status = 'skipped' AND k.id < e.seq
                 AND NOT EXISTS (SELECT 1 FROM ${s}.deliveries o WHERE o.sink = $1 AND o.order_key = e.order_key AND o.status IN ${OPEN})
               ORDER BY k.id LIMIT 1) h ON true
+     WHERE (SELECT ok FROM fence)
     ON CONFLICT (event_id, sink) DO NOTHING
     RETURNING 1
   ), a AS (
@@ -182,15 +223,16 @@ export const flushLog = (s: string) => /* sql */ `
     SELECT $1, a.seq, a.attempt, a.outcome, a.request_id, a.http_status, a.remote_code, a.remote_sub_code, a.remote_message, a.duration_ms
       FROM unnest($21::bigint[], $22::int[], $23::text[], $24::text[], $25::int[], $26::text[], $27::text[], $28::text[], $29::int[])
            AS a(seq, attempt, outcome, request_id, http_status, remote_code, remote_sub_code, remote_message, duration_ms)
+     WHERE (SELECT ok FROM fence)
     ON CONFLICT DO NOTHING
     RETURNING 1
   ), c AS (
     UPDATE ${s}.cursors c SET seq = x.seq, updated_at = now()
       FROM unnest($30::int[], $31::bigint[]) AS x(shard, seq)
-     WHERE c.sink = $1 AND c.shard = x.shard AND c.seq < x.seq
+     WHERE (SELECT ok FROM fence) AND c.sink = $1 AND c.shard = x.shard AND c.seq < x.seq
     RETURNING 1
   )
-  SELECT (SELECT count(*) FROM o)::int AS outcomes, (SELECT count(*) FROM e)::int AS exceptions,
+  SELECT (SELECT ok FROM fence) AS fenced_ok, (SELECT count(*) FROM o)::int AS outcomes, (SELECT count(*) FROM e)::int AS exceptions,
          (SELECT count(*) FROM a)::int AS attempts, (SELECT count(*) FROM c)::int AS cursors`;
 
 /** A sink's cursors, made at the ledger's cursor start when missing. $1 the sink. */
@@ -207,12 +249,15 @@ export const loadCursors = (s: string) => `SELECT shard, seq::text AS seq FROM $
 
 /**
  * Due exceptions of a sink, FIFO per order: one whose order has an earlier open delivery
- * is not due. $1 sink, $2 limit, $3 lease in ms.
+ * is not due. $1 sink, $2 limit, $3 lease in ms; $4 the ledger's shards, $5 only these of
+ * them (null: all), $6 and $7 the fence (see flushLog). An order's deliveries are all in its
+ * shard, so FIFO per order holds within the shards an instance holds.
  */
 export const claimExceptions = (s: string) => /* sql */ `
-  WITH c AS (
+  WITH ${fence(s, '$6', '$7')}, c AS (
     SELECT d.event_id, d.sink FROM ${s}.deliveries d
-     WHERE d.sink = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+     WHERE (SELECT ok FROM fence) AND d.sink = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+       AND ($5::int[] IS NULL OR ${shardOf('d.order_key', '$4::int')} = ANY($5::int[]))
        AND (d.lease_until IS NULL OR d.lease_until < now())
        -- OFFSET 0 keeps this a probe of deliveries_fifo per candidate.
        AND NOT EXISTS (
@@ -227,15 +272,15 @@ export const claimExceptions = (s: string) => /* sql */ `
      SET lease_until = now() + $3::int * interval '1 millisecond', attempts = u.attempts + 1, updated_at = now()
     FROM c
    WHERE u.event_id = c.event_id AND u.sink = c.sink
-  RETURNING u.id::text AS id, u.event_id, u.sink, u.attempts AS attempt, u.payload, u.committed_at`;
+  RETURNING u.id::text AS id, u.event_id, u.sink, u.attempts AS attempt, u.payload, u.committed_at, (SELECT ok FROM fence) AS fenced_ok`;
 
 /**
  * Outcomes of exception attempts, as parallel arrays (unnest tells the planner the row
  * count). Applies only to the claim it belongs to: a stale outcome (the lease ran out and
- * the delivery was claimed again) is dropped.
+ * the delivery was claimed again) is dropped. $17, $18 the fence (see flushLog).
  */
 const settleCtes = (s: string) => /* sql */ `
-  WITH x AS (
+  WITH ${fence(s, '$17', '$18')}, x AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[],
                          $9::text[], $10::text[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::int[])
            AS x(event_id, sink, id, attempt, status, delay_ms, outcome, code, message, result, request_id, http_status,
@@ -250,7 +295,7 @@ const settleCtes = (s: string) => /* sql */ `
            delivered_at = CASE WHEN x.status = 'delivered' THEN now() ELSE d.delivered_at END,
            updated_at = now()
       FROM x
-     WHERE d.event_id = x.event_id AND d.sink = x.sink AND d.attempts = x.attempt AND d.status = 'pending'
+     WHERE (SELECT ok FROM fence) AND d.event_id = x.event_id AND d.sink = x.sink AND d.attempts = x.attempt AND d.status = 'pending'
     RETURNING d.id, d.sink
   ), a AS (
     INSERT INTO ${s}.attempts (sink, delivery_id, attempt, outcome, request_id, http_status, remote_code, remote_sub_code, remote_message, duration_ms)
@@ -259,14 +304,14 @@ const settleCtes = (s: string) => /* sql */ `
     ON CONFLICT (sink, delivery_id, attempt) DO NOTHING
   )`;
 
-export const settleExceptions = (s: string) => `${settleCtes(s)} SELECT count(*)::int AS n FROM u`;
+export const settleExceptions = (s: string) => `${settleCtes(s)} SELECT count(*)::int AS n, (SELECT ok FROM fence) AS fenced_ok FROM u`;
 
-/** The same, trimming the history of deliveries past the kept number of attempts ($17 sinks, $18 ids, $19 up to). */
+/** The same, trimming the history of deliveries past the kept number of attempts ($19 sinks, $20 ids, $21 up to). */
 export const settleExceptionsAndPrune = (s: string) => /* sql */ `${settleCtes(s)}, pr AS (
-    DELETE FROM ${s}.attempts t USING unnest($17::text[], $18::bigint[], $19::int[]) AS p(sink, id, upto)
-     WHERE t.sink = p.sink AND t.delivery_id = p.id AND t.attempt <= p.upto
+    DELETE FROM ${s}.attempts t USING unnest($19::text[], $20::bigint[], $21::int[]) AS p(sink, id, upto)
+     WHERE (SELECT ok FROM fence) AND t.sink = p.sink AND t.delivery_id = p.id AND t.attempt <= p.upto
   )
-  SELECT count(*)::int AS n FROM u`;
+  SELECT count(*)::int AS n, (SELECT ok FROM fence) AS fenced_ok FROM u`;
 
 export const releaseExceptions = (s: string) => /* sql */ `
   UPDATE ${s}.deliveries d SET lease_until = NULL, attempts = d.attempts - 1, updated_at = now()

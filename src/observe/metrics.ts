@@ -184,6 +184,12 @@ export function createMetrics(options: { defaultMetrics?: boolean; sinks?: reado
   gauge('order_relay_slot_owner', '1 while this instance holds the slot\'s lock and streams it, 0 while it stands by (another instance streams it).', ['source'], (g, s) => {
     for (const src of s.live.sources) if (src.role) g.set({ source: src.id }, src.role === 'owner' ? 1 : 0);
   });
+  gauge('order_relay_shard_owned', '1 for each delivery shard of a sink this instance delivers now, 0 for the shards other instances deliver (see dispatcher.lease).', ['sink', 'shard'], (g, s) => {
+    for (const st of s.live.sinks) {
+      const mine = new Set(st.owned);
+      for (let shard = 0; shard < st.shards; shard++) g.set({ sink: st.sink, shard: String(shard) }, mine.has(shard) ? 1 : 0);
+    }
+  });
   gauge('order_relay_slot_active', '1 when the replication slot has a connected consumer.', ['source', 'slot'], (g, s) => {
     for (const sl of s.slots) if (sl.exists) g.set({ source: sl.source, slot: sl.slot }, sl.active ? 1 : 0);
   });

@@ -1,6 +1,7 @@
-import { hostname } from 'node:os';
 import pg from 'pg';
-import { keepLease } from '../../../src/core/lease.js';
+import { instanceName, keepLease } from '../../../src/core/lease.js';
+
+export { instanceName };
 
 /**
  * Which instance streams a slot: the one holding a session advisory lock on the slot's
@@ -21,9 +22,6 @@ export interface SlotOwnership {
   lost: Promise<Error>;
   release(): Promise<void>;
 }
-
-/** This process as other instances and `status` see it: host and pid. */
-export const instanceName = () => `${hostname()}:${process.pid}`;
 
 /**
  * One try for the slot's lock: this process's ownership, or who holds it (`standby`). A
