@@ -14,7 +14,7 @@
  * interleaving to the microsecond.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, type WriteStream } from 'node:fs';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -83,6 +83,11 @@ export interface ChaosOptions {
    * SIGKILL of the owner is timed until another process streams the slot (`failover_s`).
    */
   instances?: number;
+  /**
+   * Each connector process's output (at log level info), appended to `instance-<i>.log` in
+   * this directory, a header line per spawn; without it only the tail of an unplanned exit is kept.
+   */
+  logDir?: string;
   log: (line: string) => void;
 }
 
@@ -639,13 +644,18 @@ class Supervisor {
   private killing = false;
   private restarting: Promise<void> | null = null;
 
+  private readonly logFile: WriteStream | undefined;
+
   constructor(
     private readonly configPath: string,
     private readonly env: Record<string, string>,
     /** Where planned restarts are recorded (shared by the instances of a run). */
     readonly restartLog: Restart[] = [],
+    /** A file the processes' output is appended to. */
+    logPath?: string,
   ) {
     this.restarts = restartLog;
+    this.logFile = logPath ? createWriteStream(logPath, { flags: 'a' }) : undefined;
   }
 
   /** The running process's pid, or undefined between an exit and the restart. */
@@ -657,6 +667,13 @@ class Supervisor {
   start(): void {
     const proc = spawnConnector(this.configPath, this.env, { extraEnv: { LOG_LEVEL: 'warn' } });
     this.proc = proc;
+    if (this.logFile) {
+      const file = this.logFile;
+      file.write(`=== ${new Date().toISOString()} spawned pid ${proc.pid}\n`);
+      proc.child.stdout!.on('data', (d: Buffer) => file.write(d));
+      proc.child.stderr!.on('data', (d: Buffer) => file.write(d));
+      void proc.exited.then((e) => file.write(`=== ${new Date().toISOString()} pid ${proc.pid} exited (${e.code ?? e.signal})\n`));
+    }
     void proc.exited.then((e) => {
       if (this.stopping || this.killing || this.proc !== proc) return;
       this.unplanned.push({ code: e.code, signal: e.signal, tail: proc.output().slice(-1500) });
@@ -694,6 +711,7 @@ class Supervisor {
     this.stopping = true;
     await this.restarting;
     await this.proc?.stop(5000);
+    await new Promise<void>((resolve) => (this.logFile ? this.logFile.end(resolve) : resolve()));
   }
 }
 
@@ -770,6 +788,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         },
         dispatcher: { pollInterval: '100ms', leaseMargin: '1s', drainTimeout: '1s' },
         ledger: { poolSize: 4 },
+        // Kept in files: the takeovers' and the restarts' info lines too.
+        ...(opts.logDir ? { log: { level: 'info' } } : {}),
         ...kafkaConfig,
       },
     });
@@ -827,7 +847,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
     // Planned restarts of every instance, in order (the resends are put on them).
     const restarts: Restart[] = [];
-    for (let i = 0; i < instances; i++) sups.push(new Supervisor(configPath, sims.env, restarts));
+    if (opts.logDir) mkdirSync(opts.logDir, { recursive: true });
+    for (let i = 0; i < instances; i++) sups.push(new Supervisor(configPath, sims.env, restarts, opts.logDir ? join(opts.logDir, `instance-${i}.log`) : undefined));
     for (const s of sups) s.start();
     const livePids = () => sups.map((s) => s.pid).filter((p): p is number => p !== undefined);
     // Who holds and who streams the slot, from Postgres (only with several instances: one
@@ -992,7 +1013,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const deadline = Date.now() + span + opts.drainTimeout * 1000;
       while (!backfillDone && Date.now() < deadline) {
         backfillRuns++;
-        const child = spawn(process.execPath, [CLI, 'backfill', '-c', configPath], { env: { ...process.env, ...sims!.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        // The connector under test: ORDER_RELAY_BENCH_CLI names another checkout's, as for spawnConnector.
+        const child = spawn(process.execPath, [process.env.ORDER_RELAY_BENCH_CLI || CLI, 'backfill', '-c', configPath], { env: { ...process.env, ...sims!.env }, stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-2000)));
         child.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-2000)));

@@ -22,6 +22,7 @@ const { values } = parseArgs({
     kafka: { type: 'boolean' },
     'no-kafka': { type: 'boolean' },
     instances: { type: 'string' },
+    'log-dir': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -43,6 +44,7 @@ if (values.help) {
                       hits a random one (the last SIGKILLs make sure both the slot owner and a
                       standby were hit), and each SIGKILL of the owner is timed until another
                       process streams the slot (failover_s, target max ${FAILOVER_TARGET_S} s)
+  --log-dir DIR       append each connector process's output (log level info) to DIR/instance-<i>.log
   --sabotage KIND     self-test of the checker: lost | duplicate (the run must then FAIL)
   --json              one JSON object on the last line
 `);
@@ -61,6 +63,7 @@ const opts: ChaosOptions = {
   rate: int(values.rate, base.rate),
   drainTimeout: int(values['drain-timeout'], base.drainTimeout),
   instances: int(values.instances, 1),
+  ...(values['log-dir'] ? { logDir: values['log-dir'] } : {}),
   kafka: values['no-kafka'] ? false : values.kafka ?? (!values.short && kcatAvailable()),
   ...(values.sabotage === 'lost' || values.sabotage === 'duplicate' ? { sabotage: values.sabotage } : {}),
   log: (l) => process.stderr.write(`${l}\n`),
