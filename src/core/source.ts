@@ -28,6 +28,13 @@ export interface SourceChange {
 export interface Checkpoint {
   stream: string;
   position: string;
+  /**
+   * The stream's position this writer read from the ledger and has written since (null: none
+   * stored). When given, the append is refused whole (FencedError) if the ledger holds
+   * another: a writer that lost the stream to another (a Kafka consumer after a rebalance it
+   * did not see) adds nothing.
+   */
+  expected?: string | null;
 }
 
 /** Input the source could not turn into a change; parked in the ledger with its reason. */
@@ -64,8 +71,8 @@ export interface Fence {
 
 /** A write refused because another instance has claimed the same name since (`Fence`). */
 export class FencedError extends Error {
-  constructor(readonly fence: Fence, readonly current: number | null) {
-    super(`${fence.name} is owned by another instance now (epoch ${current ?? 'none'}, ours ${fence.epoch}): this instance's write was refused`);
+  constructor(readonly fence: Fence, readonly current: number | null, message?: string) {
+    super(message ?? `${fence.name} is owned by another instance now (epoch ${current ?? 'none'}, ours ${fence.epoch}): this instance's write was refused`);
     this.name = 'FencedError';
   }
 }

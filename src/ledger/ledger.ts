@@ -163,6 +163,20 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
     return (shardsKnown = Number(rows[0]!.value));
   }
 
+  /** Throws FencedError unless every checkpoint with an `expected` position finds exactly that one stored; under the append lock. */
+  async function checkExpected(db: pg.ClientBase | Queryable, source: string, checkpoints: readonly Checkpoint[]): Promise<void> {
+    const expecting = checkpoints.filter((c) => c.expected !== undefined);
+    if (expecting.length === 0) return;
+    const { rows } = await db.query<{ stream: string; position: string }>(sql.checkpointsOf(s), [source, expecting.map((c) => c.stream)]);
+    const stored = new Map(rows.map((r) => [r.stream, r.position]));
+    for (const c of expecting) {
+      const now = stored.get(c.stream) ?? null;
+      if (now !== c.expected) {
+        throw new FencedError({ name: `${source}:${c.stream}`, epoch: 0 }, null, `${source} ${c.stream}: the ledger holds position ${now ?? '(none)'}, this writer read ${c.expected ?? '(none)'}: another instance wrote the stream since (a rebalance); this write was refused`);
+      }
+    }
+  }
+
   /** Throws FencedError unless `fence` is still its name's epoch; in the append's transaction, after its lock. */
   async function checkFence(db: pg.ClientBase | Queryable, fence: Fence): Promise<void> {
     const { rows } = await db.query<{ epoch: string }>(sql.fenceCheck(s), [fence.name]);
@@ -195,6 +209,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         // A client in the caller's transaction (a backfill page): the lock holds until its commit.
         const results = (await hot.query(lock)) as unknown as Array<pg.QueryResult<{ prev: string; is_called: boolean }>>;
         if (input.fence) await checkFence(hot, input.fence);
+        await checkExpected(hot, input.source, input.checkpoints);
         prev = seqBefore(results[1]!);
         query.values![1] = prev;
         raw = (await hot.query<Raw>(query)).rows[0]!;
@@ -209,6 +224,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
         try {
           const results = (await client.query(`BEGIN; ${lock}`)) as unknown as Array<pg.QueryResult<{ prev: string; is_called: boolean }>>;
           if (input.fence) await checkFence(client, input.fence);
+          await checkExpected(client, input.source, input.checkpoints);
           prev = seqBefore(results[2]!);
           query.values![1] = prev;
           raw = (await client.query<Raw>(query)).rows[0]!;

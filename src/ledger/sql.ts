@@ -327,6 +327,8 @@ export const loadSinks = (s: string) => `SELECT name, bit FROM ${s}.sinks`;
 
 export const loadOrders = (s: string) => `SELECT order_no, row FROM ${s}.orders WHERE order_no = ANY($1::text[])`;
 
+export const checkpointsOf = (s: string) => `SELECT stream, position FROM ${s}.checkpoints WHERE source = $1 AND stream = ANY($2::text[])`;
+
 export const loadCheckpoints = (s: string) => `SELECT stream, position FROM ${s}.checkpoints WHERE source = $1`;
 
 export const ledgerSetting = (s: string) => `SELECT value FROM ${s}.settings WHERE key = $1`;

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FencedError } from '../../src/core/source.js';
 import { createLedger, type Ledger } from '../../src/ledger/ledger.js';
 import { MIGRATIONS, migrate } from '../../src/ledger/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -33,6 +34,21 @@ describe('ledger checkpoints', () => {
     expect(await position('postgres', 'slot')).toBe('1/A0');
     await store('postgres', 'slot', '1/A1');
     expect(await position('postgres', 'slot')).toBe('1/A1');
+  });
+
+  it('refuses a Kafka batch whole when the ledger holds another position than its writer read: a zombie\'s late record is not parked twice', async () => {
+    const bad = (position: string) => ({ stream: 'pay/3', position, reason: 'not JSON', raw: 'x' });
+    const parked = async () => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM l.parked_inputs WHERE stream = 'pay/3'`)).rows[0]!.n;
+    // The owner of the partition stores offsets 0..9 (one bad record), then the partition moves.
+    await ledger.append({ source: 'kafka', events: [], orders: [], bad: [bad('5')], checkpoints: [{ stream: 'pay/3', position: '10', expected: null }] });
+    // The new consumer read 10 from the ledger and stores up to 20.
+    await ledger.append({ source: 'kafka', events: [], orders: [], bad: [], checkpoints: [{ stream: 'pay/3', position: '20', expected: '10' }] });
+    // The old one wakes with a stale batch (it read nothing stored: offsets 0..9 again).
+    const late = ledger.append({ source: 'kafka', events: [], orders: [], bad: [bad('5')], checkpoints: [{ stream: 'pay/3', position: '10', expected: null }] });
+    await expect(late).rejects.toBeInstanceOf(FencedError);
+    await expect(late).rejects.toThrow(/holds position 20, this writer read \(none\)/);
+    expect(await parked()).toBe(1);
+    expect(await position('kafka', 'pay/3')).toBe('20');
   });
 
   it('leaves other cursors (backfill) to their owner', async () => {

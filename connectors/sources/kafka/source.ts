@@ -3,7 +3,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Kafka, logLevel as KafkaLogLevel, type Consumer, type EachBatchPayload, type KafkaConfig, type LogEntry, type SASLOptions } from 'kafkajs';
 import { resolveSecret } from '../../../src/config/secrets.js';
 import { isTransientDbError } from '../../../src/core/db-errors.js';
-import type { Checkpoint, Source, SourceBatch, SourceHealth } from '../../../src/core/source.js';
+import { FencedError, type Checkpoint, type Source, type SourceBatch, type SourceHealth } from '../../../src/core/source.js';
 import type { Logger } from '../../../src/log.js';
 import type { KafkaSourceConfig, KafkaTopicConfig } from './config.js';
 import { decodeRecord, streamOf, type Decoded } from './decode.js';
@@ -215,7 +215,10 @@ export function createKafkaSource(config: KafkaSourceConfig, deps: KafkaSourceDe
         const slice = messages.slice(i, i + config.maxBatchRecords);
         const last = slice[slice.length - 1]!.offset;
         const next = (BigInt(last) + 1n).toString();
-        const sourceBatch: SourceBatch = { changes: [], bad: [], checkpoints: [{ stream, position: next }] };
+        // Written only if the ledger still holds what this consumer read (a zombie of an old
+        // generation, its partition since consumed by another, adds nothing).
+        const expected = positions.get(stream)?.toString() ?? null;
+        const sourceBatch: SourceBatch = { changes: [], bad: [], checkpoints: [{ stream, position: next, expected }] };
         for (const m of slice) {
           const record = { topic: batch.topic, partition: batch.partition, offset: m.offset, timestamp: m.timestamp, value: m.value };
           let decoded: Decoded;
@@ -236,7 +239,10 @@ export function createKafkaSource(config: KafkaSourceConfig, deps: KafkaSourceDe
           // retried: this session ends, and the next one seeks to the ledger's positions (a
           // write is one transaction: nothing half-done remains). Anything else ends `run`.
           const error = err instanceof Error ? err : new Error(String(err));
-          const transient = isTransientDbError(err);
+          // Refused because another consumer wrote the partition since: this session ends, the
+          // group's next assignment seeks to the ledger's positions.
+          const transient = isTransientDbError(err) || err instanceof FencedError;
+          if (err instanceof FencedError) log.warn({ stream, err: error.message }, 'fenced: another instance stored this partition meanwhile; rejoining');
           end(error, !transient, transient);
           return;
         }
