@@ -459,7 +459,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
           fence?.epochs ?? null,
         ]),
       );
-      if (!rows[0]!.fenced_ok) throw shardsFenced(f.sink, fence);
+      if (rows[0]?.fenced_ok === false) throw shardsFenced(f.sink, fence);
     },
 
     /** Of these orders, those with an open delivery (an exception) for the sink. */
@@ -507,7 +507,7 @@ export function createLedger<Q extends Queryable = pg.Pool>(pool: Q, schema: str
       const r = prune.length
         ? await pool.query<{ n: number; fenced_ok: boolean }>(sql.settleExceptionsAndPrune(s), [...params, prune.map((x) => x.sink), prune.map((x) => x.deliveryId), prune.map((x) => x.attempt - history)])
         : await hot.query<{ n: number; fenced_ok: boolean }>(named('settle', settleText, params));
-      if (!r.rows[0]!.fenced_ok) throw shardsFenced(settlements[0]!.sink, fence);
+      if (r.rows[0]?.fenced_ok === false) throw shardsFenced(settlements[0]!.sink, fence);
       return r.rows[0]!.n;
     },
 
