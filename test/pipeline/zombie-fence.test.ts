@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { slotOwner } from '../../connectors/sources/postgres/ownership.js';
-import { startPostgres, type LocalPostgres } from '../../src/sandbox/postgres.js';
-import { createOrderTables, spawnConnector, startSimulators, testConfig, writeConfig, type Connector, type Simulators } from '../helpers/pipeline.js';
+import { frozenInstanceFixture } from '../helpers/frozen.js';
+import { spawnConnector, testConfig, writeConfig } from '../helpers/pipeline.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -12,39 +11,11 @@ import { waitFor } from '../helpers/wait.js';
  * stays USED, every event reaches each API once.
  */
 
-// wal_sender_timeout 3s: the frozen owner's walsender gives the slot up in seconds (the
-// default, 60 s, would only make the takeover slower).
-let server: LocalPostgres;
-let sims: Simulators;
-let pool: pg.Pool;
-const connectors: Connector[] = [];
-
-beforeAll(async () => {
-  [server, sims] = await Promise.all([startPostgres({ preferSystem: true, settings: { wal_sender_timeout: '3s' } }), startSimulators()]);
-  pool = new pg.Pool({ connectionString: server.url, max: 2 });
-  pool.on('error', () => {});
-  await createOrderTables(pool);
-});
-afterAll(async () => {
-  for (const c of connectors) {
-    c.child.kill('SIGCONT');
-    c.child.kill('SIGKILL');
-  }
-  await Promise.all(connectors.map((c) => c.exited));
-  await pool?.end();
-  await sims?.close();
-  await server?.stop();
-});
-
-const insertPaid = (no: string) =>
-  pool.query(
-    `INSERT INTO orders (order_no, status, buyer_phone, alipay_user_id, movie_id, cinema_id, cinema_name, schedule_id, seat_ids, show_start, ticket_count, original_amount, paid_amount)
-     VALUES ($1, 'PAID', '13800138000', '2088000000000042', 'm', 1, 'C', 'S', '1', '2026-12-01 10:00:00', 1, '10.00', '9.00')`,
-    [no],
-  );
+const f = frozenInstanceFixture();
 
 describe('a frozen slot owner, resumed after another took over', () => {
   it('writes nothing: its stale batch is refused by the ledger, the order row keeps the new owner\'s state', async ({ onTestFailed }) => {
+    const { server, sims, pool, connectors, insertPaid } = f;
     const base = testConfig(server.url, sims, { source: { standbyPoll: '200ms', lease: '1s' }, dispatcher: { lease: '1s' }, log: { level: 'info' } });
     const { path, config } = writeConfig(base, sims.env);
     const slot = (config.source as { slot: string }).slot;

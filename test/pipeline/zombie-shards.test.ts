@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
-import { startPostgres, type LocalPostgres } from '../../src/sandbox/postgres.js';
-import { createOrderTables, spawnConnector, startSimulators, testConfig, writeConfig, type Connector, type Simulators } from '../helpers/pipeline.js';
+import { describe, expect, it } from 'vitest';
+import { frozenInstanceFixture } from '../helpers/frozen.js';
+import { spawnConnector, testConfig, writeConfig } from '../helpers/pipeline.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -11,37 +10,11 @@ import { waitFor } from '../helpers/wait.js';
  * one outcome per (event, sink), every event one effect at each API.
  */
 
-let server: LocalPostgres;
-let sims: Simulators;
-let pool: pg.Pool;
-const connectors: Connector[] = [];
-
-beforeAll(async () => {
-  [server, sims] = await Promise.all([startPostgres({ preferSystem: true, settings: { wal_sender_timeout: '3s' } }), startSimulators()]);
-  pool = new pg.Pool({ connectionString: server.url, max: 2 });
-  pool.on('error', () => {});
-  await createOrderTables(pool);
-});
-afterAll(async () => {
-  for (const c of connectors) {
-    c.child.kill('SIGCONT');
-    c.child.kill('SIGKILL');
-  }
-  await Promise.all(connectors.map((c) => c.exited));
-  await pool?.end();
-  await sims?.close();
-  await server?.stop();
-});
-
-const insertPaid = (no: string) =>
-  pool.query(
-    `INSERT INTO orders (order_no, status, buyer_phone, alipay_user_id, movie_id, cinema_id, cinema_name, schedule_id, seat_ids, show_start, ticket_count, original_amount, paid_amount)
-     VALUES ($1, 'PAID', '13800138000', '2088000000000042', 'm', 1, 'C', 'S', '1', '2026-12-01 10:00:00', 1, '10.00', '9.00')`,
-    [no],
-  );
+const f = frozenInstanceFixture();
 
 describe('a frozen deliverer, resumed after another took its shards', () => {
   it('writes nothing: one outcome per event and sink, one effect per event at each API', async ({ onTestFailed }) => {
+    const { server, sims, pool, connectors, insertPaid } = f;
     const base = testConfig(server.url, sims, { source: { standbyPoll: '200ms', lease: '1s' }, dispatcher: { lease: '1s' }, log: { level: 'info' } });
     const { path } = writeConfig(base, sims.env);
     // A freezes when the first API answer reaches it, before the outcome is recorded.
