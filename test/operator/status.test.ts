@@ -86,8 +86,9 @@ describe('order-relay status', () => {
 
   it('renders a human table with every figure', async () => {
     const text = renderStatus(await collectStatus(config));
-    expect(text).toMatch(/^SINK\s+STATE\s+BACKLOG\s+OLDEST PENDING\s+RETRYING\s+PARKED\s+BLOCKED\s+DELIVERED 1m\s+DELIVERED$/m);
-    expect(text).toMatch(/^antchain\s+\?\s+3\s+9\ds\s+1\s+1\s+1\s+1\s+2$/m);
+    expect(text).toMatch(/^SINK\s+STATE\s+BACKLOG\s+OLDEST PENDING\s+RETRYING\s+PARKED\s+BLOCKED\s+DELIVERED 1m\s+DELIVERED\s+SHARDS BY INSTANCE$/m);
+    // No instance runs: no shard is held.
+    expect(text).toMatch(/^antchain\s+\?\s+3\s+9\ds\s+1\s+1\s+1\s+1\s+2\s+\(none held\)$/m);
     expect(text).toMatch(new RegExp(`^postgres\\s+${config.source!.slot}\\s+no\\s+\\(none\\)\\s+\\d+/[0-9A-F]+\\s+`, 'm'));
     expect(text).toContain('parked inputs: 2');
     expect(text).toContain(`req-antchain-${seeded.C.slice(0, 6)}`);
