@@ -96,8 +96,13 @@ export const FAILOVER_TARGET_S = 5;
 /** A takeover not seen within this is counted in `failover_timeouts` (and fails the run). */
 const FAILOVER_TIMEOUT_MS = 30_000;
 
-/** What a process was when it got its signal: holding the slot's lock, standing by, or neither (no process held it). */
-export type KillRole = 'owner' | 'standby' | 'neither';
+/**
+ * What a process was when it got its signal: holding the slot's lock (owner); up (a
+ * connection to Postgres open) while another holds it (standby) or while none does (neither,
+ * e.g. just after a Postgres restart); or still starting (no connection to Postgres yet:
+ * compiling, loading, connecting).
+ */
+export type KillRole = 'owner' | 'standby' | 'neither' | 'starting';
 
 export interface KillRecord {
   signal: 'SIGKILL' | 'SIGTERM';
@@ -938,14 +943,32 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           let takeover: Promise<{ ms: number; pid: number } | null> | undefined;
           if (probe) {
             before = await probe.viewRetrying(livePids);
-            const roleOf = (i: number): KillRole => (before?.lockPid == null ? 'neither' : sups[i]!.pid === before.lockPid ? 'owner' : 'standby');
+            const p = probe;
+            const roleOf = (i: number): KillRole => {
+              const pid = sups[i]!.pid;
+              if (pid !== undefined && pid === before?.lockPid) return 'owner';
+              if (pid === undefined || !p.connected(pid)) return 'starting';
+              return before?.lockPid == null ? 'neither' : 'standby';
+            };
             target = Math.floor(rPick() * instances);
             // A random instance each time, but the last SIGKILLs of the plan go to a role no
-            // SIGKILL has hit yet: every run kills both the owner and a standby.
+            // SIGKILL has hit yet (waiting up to 10 s for a process in it: the other may still
+            // be starting), so every run kills both the owner and a standby.
             if (!a.graceful) {
               const missing = (['owner', 'standby'] as const).filter((r) => !sigkilledRoles.has(r));
-              const has = missing.map((r) => sups.findIndex((_, i) => roleOf(i) === r)).find((i) => i >= 0);
-              if (missing.length >= sigkillsLeft && has !== undefined && !missing.includes(roleOf(target) as 'owner' | 'standby')) target = has;
+              if (missing.length >= sigkillsLeft && !missing.includes(roleOf(target) as 'owner' | 'standby')) {
+                const until = Date.now() + 10_000;
+                for (;;) {
+                  const has = missing.map((r) => sups.findIndex((_, i) => roleOf(i) === r)).find((i) => i >= 0);
+                  if (has !== undefined) {
+                    target = has;
+                    break;
+                  }
+                  if (Date.now() > until) break;
+                  await sleep(100);
+                  before = (await probe.viewRetrying(livePids)) ?? before;
+                }
+              }
               sigkillsLeft--;
             }
             role = roleOf(target);
@@ -1159,7 +1182,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     // Several instances: the roles killed and the takeovers' times.
     const multi: Pick<ChaosReport, 'kills_by_role' | 'failover_s' | 'handover_s' | 'failover_timeouts' | 'kill_log'> = {};
     if (probe) {
-      const byRole = () => ({ owner: 0, standby: 0, neither: 0 });
+      const byRole = () => ({ owner: 0, standby: 0, neither: 0, starting: 0 });
       multi.kills_by_role = { SIGKILL: byRole(), SIGTERM: byRole() };
       for (const k of killLog) multi.kills_by_role[k.signal][k.role]++;
       const stats = (xs: number[]): FailoverStats => ({
@@ -1275,14 +1298,14 @@ export function renderReport(r: ChaosReport): string {
     ['drained', String(r.drained), r.drained ? 'ok' : 'BROKEN'],
   ];
   if (r.instances > 1) {
-    const role = (x: Record<KillRole, number>) => `${x.owner} / ${x.standby}${x.neither ? ` / ${x.neither} (no owner)` : ''}`;
+    const role = (x: Record<KillRole, number>) => `${x.owner} / ${x.standby} / ${x.starting}${x.neither ? ` (+${x.neither} up while no process held the slot)` : ''}`;
     const f = r.failover_s!;
     rows.splice(
       2,
       0,
       ['connector instances', r.instances, ''],
-      ['SIGKILLs of the slot owner / a standby', role(r.kills_by_role!.SIGKILL), ''],
-      ['SIGTERMs of the slot owner / a standby', role(r.kills_by_role!.SIGTERM), ''],
+      ['SIGKILLs of the slot owner / a standby / a process still starting', role(r.kills_by_role!.SIGKILL), ''],
+      ['SIGTERMs of the slot owner / a standby / a process still starting', role(r.kills_by_role!.SIGTERM), ''],
       [
         `failover_s mean / max (SIGKILL of the owner -> another process streams the slot; target max <= ${f.target_max} s)`,
         `${f.mean ?? '-'} / ${f.max ?? '-'} (${f.count}: ${f.by_standby} by the standby, ${f.by_restarted} by the restarted one)`,

@@ -42,6 +42,44 @@ function socketInode(localPort: number, remotePort: number): string | undefined 
   return undefined;
 }
 
+/** Inodes of the established TCP connections to `remotePort`, from /proc/net/tcp{,6}. */
+function connectionsTo(remotePort: number): Set<string> {
+  const out = new Set<string>();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 10 && f[3] === '01' && parseInt(f[2]!.split(':')[1]!, 16) === remotePort) out.add(f[9]!);
+    }
+  }
+  return out;
+}
+
+/** Socket inodes a process holds. */
+function socketInodes(pid: number): string[] {
+  const out: string[] = [];
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return out;
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) out.push(m[1]!);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
 /** Which of `pids` holds the socket with this inode. */
 function socketHolder(inode: string, pids: number[]): number | null {
   const target = `socket:[${inode}]`;
@@ -75,6 +113,12 @@ export class SlotProbe {
     // Postgres restarts during the run: a failed query is retried by the caller.
     this.pool.on('error', () => {});
     this.serverPort = Number(new URL(url).port || 5432);
+  }
+
+  /** Whether the process has a connection to Postgres open (a connector still starting has none). */
+  connected(pid: number): boolean {
+    const open = connectionsTo(this.serverPort);
+    return socketInodes(pid).some((i) => open.has(i));
   }
 
   /** One look; `candidates` are the live connector pids the walsender may stream to. */
