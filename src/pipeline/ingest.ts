@@ -69,7 +69,8 @@ export function createIngest(deps: IngestDeps) {
       throw err;
     } finally {
       const p = await prepared.catch(() => undefined);
-      if (p) for (const [orderNo, row] of p.orders) if (uncommitted.get(orderNo) === row) uncommitted.delete(orderNo);
+      // forEach, not for-of: no [key, value] pair per order (this runs for every change).
+      if (p) p.orders.forEach((row, orderNo) => void (uncommitted.get(orderNo) === row && uncommitted.delete(orderNo)));
     }
   };
 
@@ -136,13 +137,13 @@ export function createIngest(deps: IngestDeps) {
     const write = ledger.prepareAppend({
       source: deps.sourceId,
       events: [...events.values()],
-      orders: [...orders].map(([orderNo, row]) => ({ orderNo, row })),
+      orders: orderRows(orders),
       bad,
       checkpoints: batch.checkpoints,
       fence: batch.fence,
       ...(deps.handOver ? { handOver: deps.handOver() } : {}),
     });
-    for (const [orderNo, row] of orders) uncommitted.set(orderNo, row);
+    orders.forEach((row, orderNo) => uncommitted.set(orderNo, row));
     return { write, orders, stored: events, bad: bad.length, codes, unmapped: [...unmapped.values()] };
   }
 
@@ -194,11 +195,20 @@ export function createIngest(deps: IngestDeps) {
   }
 
   function sinksFor(event: BusinessEvent): string[] {
-    return deps.sinks.filter((s) => s.handles(event)).map((s) => s.name);
+    const names: string[] = [];
+    for (const s of deps.sinks) if (s.handles(event)) names.push(s.name);
+    return names;
   }
 }
 
 export type Ingest = ReturnType<typeof createIngest>;
+
+/** The batch's order rows for the append, in the map's order. */
+function orderRows(orders: ReadonlyMap<string, Row>): Array<{ orderNo: string; row: Row }> {
+  const out: Array<{ orderNo: string; row: Row }> = [];
+  orders.forEach((row, orderNo) => out.push({ orderNo, row }));
+  return out;
+}
 
 /**
  * A change that cannot become events, as parked input: where it came from (table and commit

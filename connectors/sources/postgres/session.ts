@@ -212,7 +212,7 @@ export class ReplicationSession {
     this.buffer.push(change);
     this.bufferedChanges++;
     // A cheap size estimate: counting characters of every value would cost more than decoding.
-    this.bufferedBytes += 64 + Object.keys(change.after ?? change.before ?? {}).length * 48;
+    this.bufferedBytes += 64 + columnCount(change.after ?? change.before) * 48;
     if (this.bufferedChanges >= this.options.maxBatchChanges) this.kick();
     if (this.bufferedChanges >= 2 * this.options.maxBatchChanges || this.bufferedBytes >= this.options.maxBufferBytes) this.pause();
   }
@@ -308,4 +308,11 @@ export class ReplicationSession {
     const checkpoints = end !== null && end > this.state.committed ? [{ stream: 'slot', position: formatLsn(end) }] : [];
     return { changes, bad: [], checkpoints };
   }
+}
+
+/** Object.keys(row).length without the array of names: a row is a plain object of its columns. */
+function columnCount(row: object | null | undefined): number {
+  let n = 0;
+  for (const key in row ?? {}) if (Object.hasOwn(row!, key)) n++;
+  return n;
 }
