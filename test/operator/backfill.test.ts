@@ -66,8 +66,9 @@ async function caughtUp(connector: RunningConnector): Promise<void> {
   await waitFor(async () => (await connector.app.ledger.loadOrders([marker])).has(marker), 'the stream to reach the marker', 20_000);
 }
 
+/** Every (event, sink) settled: none past its sink's cursor without an outcome, no pending delivery row. */
 async function drained(schema: string): Promise<boolean> {
-  const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${schema}.deliveries WHERE status = 'pending'`);
+  const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${schema}.delivery_states WHERE status = 'pending'`);
   return rows[0].n === 0;
 }
 
