@@ -488,7 +488,7 @@ export class SinkWorker {
 
   /** What this instance's writes are fenced by: no shards held, nothing can be written. */
   private fence(): ShardFence {
-    return this.leases?.fence() ?? NO_SHARDS;
+    return this.leases && this.leases.held().size > 0 ? this.leases.fence() : NO_SHARDS;
   }
 
   /** The shards to read and claim: null when this instance holds them all. */
@@ -693,7 +693,7 @@ export class SinkWorker {
     const wakes = this.wakes;
     try {
       if (!this.leases) return false;
-      const claimed = await this.ledger.claim(this.sink.name, want, this.leaseMs(), this.ownedFilter(), this.leases.fence());
+      const claimed = await this.ledger.claim(this.sink.name, want, this.leaseMs(), this.ownedFilter(), this.fence());
       this.claims.succeeded();
       for (const delivery of claimed) this.queue.push({ kind: 'claim', delivery });
       if (claimed.length < want && wakes === this.wakes) this.exhausted = true;

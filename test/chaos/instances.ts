@@ -22,8 +22,9 @@ export interface SlotView {
   streamerPid: number | null;
 }
 
-/** The connection's local port → the socket's inode, from /proc/net/tcp{,6}. */
-function socketInode(localPort: number, remotePort: number): string | undefined {
+/** The TCP sockets of this host, from /proc/net/tcp{,6}: ports, state (01 = established) and inode. */
+function tcpSockets(): Array<{ local: number; remote: number; state: string; inode: string }> {
+  const out: Array<{ local: number; remote: number; state: string; inode: string }> = [];
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text: string;
     try {
@@ -34,30 +35,20 @@ function socketInode(localPort: number, remotePort: number): string | undefined 
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       if (f.length < 10) continue;
-      const local = parseInt(f[1]!.split(':')[1]!, 16);
-      const remote = parseInt(f[2]!.split(':')[1]!, 16);
-      if (local === localPort && remote === remotePort) return f[9];
-    }
-  }
-  return undefined;
-}
-
-/** Inodes of the established TCP connections to `remotePort`, from /proc/net/tcp{,6}. */
-function connectionsTo(remotePort: number): Set<string> {
-  const out = new Set<string>();
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length >= 10 && f[3] === '01' && parseInt(f[2]!.split(':')[1]!, 16) === remotePort) out.add(f[9]!);
+      out.push({ local: parseInt(f[1]!.split(':')[1]!, 16), remote: parseInt(f[2]!.split(':')[1]!, 16), state: f[3]!, inode: f[9]! });
     }
   }
   return out;
+}
+
+/** The connection's local port → the socket's inode. */
+function socketInode(localPort: number, remotePort: number): string | undefined {
+  return tcpSockets().find((s) => s.local === localPort && s.remote === remotePort)?.inode;
+}
+
+/** Inodes of the established TCP connections to `remotePort`. */
+function connectionsTo(remotePort: number): Set<string> {
+  return new Set(tcpSockets().filter((s) => s.state === '01' && s.remote === remotePort).map((s) => s.inode));
 }
 
 /** Socket inodes a process holds. */
